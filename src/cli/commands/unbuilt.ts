@@ -1,0 +1,27 @@
+// Stage commands whose implementation has not landed yet: they are listed in `loom --help` so
+// the pipeline's shape is visible, and they fail clearly instead of pretending to work.
+import type { Command } from 'commander';
+import { LoomError, EXIT_USAGE } from '../errors.js';
+
+const UNBUILT: Array<{ name: string; summary: string; issue: number }> = [
+  { name: 'curate', summary: 'score shards with CLIP/SigLIP/DFN and MLM-Filter, select, report', issue: 5 },
+  { name: 'select', summary: 'apply threshold / top-fraction / union / intersection rules to score sidecars', issue: 5 },
+  { name: 'reshard', summary: 'write new shards holding the selected samples', issue: 5 },
+  { name: 'pack', summary: 'tokenize and pack samples into fixed-length packed shards', issue: 3 },
+  { name: 'train', summary: 'pre-train or instruction-tune the model (FSDP2, torchrun)', issue: 4 },
+  { name: 'eval', summary: 'run and score benchmarks (MMBench, SEEDBench, MMStar, MathVista, ...)', issue: 6 },
+];
+
+export function registerUnbuilt(program: Command, skip: ReadonlySet<string>): void {
+  for (const stage of UNBUILT) {
+    if (skip.has(stage.name)) continue;
+    program
+      .command(stage.name)
+      .description(`${stage.summary} [not built yet]`)
+      .allowUnknownOption(true)
+      .allowExcessArguments(true)
+      .action(() => {
+        throw new LoomError(`'loom ${stage.name}' is not built yet (tracked in issue ${stage.issue}).`, EXIT_USAGE);
+      });
+  }
+}

@@ -1,0 +1,105 @@
+// Progress reporting for long work. Bars go to stderr so stdout stays clean for `--json`
+// summaries; when stderr is not a terminal (CI, logs) a plain line is printed every few seconds.
+import cliProgress from 'cli-progress';
+
+export interface Progress {
+  /** Adds `n` finished units (default 1). */
+  tick(n?: number): void;
+  /** Sets the absolute number of finished units (e.g. from a worker's progress event). */
+  update(done: number, total?: number): void;
+  /** Closes the bar and prints a final line. */
+  stop(): void;
+}
+
+export interface ProgressOptions {
+  /** Print nothing at all (tests, nested work). */
+  silent?: boolean;
+  /** Unit shown after the rate, e.g. "samples". */
+  unit?: string;
+  /** Seconds between plain lines when stderr is not a TTY. */
+  plainIntervalS?: number;
+}
+
+export function startProgress(label: string, total: number | undefined, options: ProgressOptions = {}): Progress {
+  if (options.silent) return { tick() {}, update() {}, stop() {} };
+  const unit = options.unit ?? 'items';
+  return process.stderr.isTTY ? new BarProgress(label, total, unit) : new PlainProgress(label, total, unit, options.plainIntervalS ?? 5);
+}
+
+class BarProgress implements Progress {
+  private readonly bar: cliProgress.SingleBar;
+  private done = 0;
+  private readonly started = Date.now();
+
+  constructor(label: string, private total: number | undefined, private readonly unit: string) {
+    this.bar = new cliProgress.SingleBar(
+      {
+        format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | eta {eta_formatted}`,
+        stream: process.stderr,
+        hideCursor: true,
+        etaBuffer: 50,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    this.bar.start(total ?? 0, 0, { rate: '0' });
+  }
+
+  tick(n = 1): void {
+    this.update(this.done + n);
+  }
+
+  update(done: number, total?: number): void {
+    this.done = done;
+    if (total !== undefined && total !== this.total) {
+      this.total = total;
+      this.bar.setTotal(total);
+    }
+    this.bar.update(done, { rate: formatRate(done, this.started) });
+  }
+
+  stop(): void {
+    this.bar.update(this.done, { rate: formatRate(this.done, this.started) });
+    this.bar.stop();
+  }
+}
+
+class PlainProgress implements Progress {
+  private done = 0;
+  private readonly started = Date.now();
+  private lastPrint = Date.now();
+
+  constructor(
+    private readonly label: string,
+    private total: number | undefined,
+    private readonly unit: string,
+    private readonly intervalS: number,
+  ) {}
+
+  tick(n = 1): void {
+    this.update(this.done + n);
+  }
+
+  update(done: number, total?: number): void {
+    this.done = done;
+    if (total !== undefined) this.total = total;
+    if (Date.now() - this.lastPrint >= this.intervalS * 1000) {
+      this.lastPrint = Date.now();
+      this.print();
+    }
+  }
+
+  stop(): void {
+    this.print();
+  }
+
+  private print(): void {
+    const of = this.total !== undefined ? `/${this.total}` : '';
+    process.stderr.write(`${this.label}: ${this.done}${of} ${this.unit} (${formatRate(this.done, this.started)}/s)\n`);
+  }
+}
+
+function formatRate(done: number, startedMs: number): string {
+  const seconds = Math.max((Date.now() - startedMs) / 1000, 1e-3);
+  const rate = done / seconds;
+  return rate >= 100 ? Math.round(rate).toString() : rate.toFixed(1);
+}
