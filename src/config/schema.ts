@@ -1,0 +1,129 @@
+// The run config: one typed, fully resolved description of a run. TypeScript owns this schema;
+// it is exported as JSON Schema (python/src/loom_compute/schema/run-config.schema.json) and the
+// Python compute plane validates every config it is handed against that same file.
+import { z } from 'zod';
+
+const PositiveInt = z.number().int().positive();
+const NonNegativeInt = z.number().int().nonnegative();
+const Fraction = z.number().min(0).max(1);
+const Rgb = z.tuple([z.number(), z.number(), z.number()]);
+
+/** Weights come from a checkpoint (local directory or hub id), or a model is built from a config. */
+const ModelSource = z.union([
+  z.strictObject({
+    pretrained: z.string().min(1).describe('local checkpoint directory or hub id, loaded with from_pretrained'),
+    config: z.null(),
+  }),
+  z.strictObject({
+    pretrained: z.null(),
+    config: z
+      .record(z.string(), z.unknown())
+      .describe('transformers config fields for a from-scratch build (random initialisation)'),
+  }),
+]);
+
+const Vision = z.strictObject({
+  source: ModelSource,
+  image_size: PositiveInt.describe('input resolution in pixels (square)'),
+  patch_size: PositiveInt,
+  hidden_size: PositiveInt,
+  feature_layer: z.number().int().describe('hidden state taken as features; -2 = second-to-last block'),
+  image_mean: Rgb,
+  image_std: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]),
+  trainable: z.boolean().describe('false = frozen (the recipe keeps the vision tower frozen)'),
+});
+
+const Projector = z.strictObject({
+  hidden_size: PositiveInt.describe('width of the Linear-GELU-Linear projector'),
+});
+
+const Llm = z.strictObject({
+  source: ModelSource,
+  hidden_size: PositiveInt,
+  trainable: z.boolean(),
+});
+
+const Tokenizer = z.strictObject({
+  path: z.string().min(1).nullable().describe('tokenizer.json; null = the one in the LLM checkpoint directory'),
+  image_token: z.string().min(1),
+  eos_token: z.string().min(1),
+  pad_token: z.string().min(1),
+});
+
+const Data = z.strictObject({
+  shards: z.string().min(1).nullable().describe('input shards: a directory, a file or a {a..b} brace range'),
+  seq_len: z.number().int().min(16),
+  pretrain_template: z
+    .string()
+    .regex(/\{caption\}/, 'must contain {caption}')
+    .describe('text of one pre-training sample; {caption} is replaced, the image token marks the image'),
+  resize: z.enum(['squash', 'pad']),
+  overlong: z.enum(['truncate', 'drop']).describe('what happens to a sample longer than seq_len'),
+  max_images_per_sequence: PositiveInt.nullable(),
+  pack: z.boolean(),
+});
+
+const Train = z.strictObject({
+  global_batch: PositiveInt.describe('sequences per optimizer step, across all ranks and accumulation steps'),
+  micro_batch: PositiveInt.describe('sequences per rank per forward pass'),
+  lr: z.number().positive(),
+  min_lr_ratio: Fraction,
+  weight_decay: z.number().nonnegative(),
+  betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]),
+  eps: z.number().positive(),
+  warmup_fraction: Fraction,
+  schedule: z.enum(['cosine', 'linear', 'constant']),
+  epochs: z.number().positive(),
+  max_steps: PositiveInt.nullable().describe('stop after this many optimizer steps (null: run the epochs)'),
+  grad_clip: z.number().positive().nullable(),
+  precision: z.enum(['bf16', 'fp32']),
+  attention: z.enum(['auto', 'flex', 'varlen', 'sdpa']),
+  isolate_documents: z.boolean().describe('false reproduces the original recipe: packed samples attend to each other'),
+  activation_checkpointing: z.boolean(),
+  compile: z.boolean(),
+  checkpoint_every: PositiveInt,
+  log_every: PositiveInt,
+});
+
+const Dist = z.strictObject({
+  nnodes: PositiveInt,
+  nproc_per_node: PositiveInt,
+  backend: z.enum(['auto', 'nccl', 'gloo']),
+  master_addr: z.string().min(1),
+  master_port: z.number().int().min(1).max(65535),
+});
+
+export const PRESETS = ['tiny', 'open-qwen2vl-2b'] as const;
+export const STAGES = ['pretrain', 'sft'] as const;
+
+export const RunConfigSchema = z.strictObject({
+  version: z.literal(1),
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" and "-" only'),
+  preset: z.enum(PRESETS),
+  stage: z.enum(STAGES),
+  seed: NonNegativeInt,
+  image_grid: PositiveInt.describe('pooled grid side: image tokens per image = image_grid^2 (12 -> 144, 27 -> 729)'),
+  model: z.strictObject({ vision: Vision, projector: Projector, llm: Llm }),
+  tokenizer: Tokenizer,
+  data: Data,
+  train: Train,
+  dist: Dist,
+});
+
+export type RunConfig = z.infer<typeof RunConfigSchema>;
+export type Preset = (typeof PRESETS)[number];
+export type Stage = (typeof STAGES)[number];
+
+/** Image tokens each image occupies in the sequence at this config's stage. */
+export function imageTokensPerImage(config: RunConfig): number {
+  return config.image_grid * config.image_grid;
+}
+
+/** The JSON Schema handed to the Python side. */
+export function runConfigJsonSchema(): Record<string, unknown> {
+  return {
+    $id: 'https://loom.dev/schema/run-config.schema.json',
+    title: 'Loom run config (resolved)',
+    ...z.toJSONSchema(RunConfigSchema, { target: 'draft-2020-12' }),
+  };
+}
