@@ -14,11 +14,9 @@ from typing import Any
 
 import jsonschema
 
+from loom_compute.errors import ConfigError
+
 SCHEMA_PATH = Path(__file__).parent / "schema" / "run-config.schema.json"
-
-
-class ConfigError(ValueError):
-    """A run config that cannot be used; the message names the file and every bad key."""
 
 
 @lru_cache(maxsize=1)

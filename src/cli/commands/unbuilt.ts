@@ -3,13 +3,13 @@
 import type { Command } from 'commander';
 import { LoomError, EXIT_USAGE } from '../errors.js';
 
-const UNBUILT: Array<{ name: string; summary: string; issue: number }> = [
+const UNBUILT: Array<{ name: string; summary: string; issue?: number }> = [
   { name: 'curate', summary: 'score shards with CLIP/SigLIP/DFN and MLM-Filter, select, report', issue: 5 },
   { name: 'select', summary: 'apply threshold / top-fraction / union / intersection rules to score sidecars', issue: 5 },
   { name: 'reshard', summary: 'write new shards holding the selected samples', issue: 5 },
   { name: 'pack', summary: 'tokenize and pack samples into fixed-length packed shards', issue: 3 },
   { name: 'train', summary: 'pre-train or instruction-tune the model (FSDP2, torchrun)', issue: 4 },
-  { name: 'eval', summary: 'run and score benchmarks (MMBench, SEEDBench, MMStar, MathVista, ...)', issue: 6 },
+  { name: 'eval', summary: 'run and score benchmarks (MMBench, SEEDBench, MMStar, MathVista, ...)' },
 ];
 
 export function registerUnbuilt(program: Command, skip: ReadonlySet<string>): void {
@@ -21,7 +21,8 @@ export function registerUnbuilt(program: Command, skip: ReadonlySet<string>): vo
       .allowUnknownOption(true)
       .allowExcessArguments(true)
       .action(() => {
-        throw new LoomError(`'loom ${stage.name}' is not built yet (tracked in issue ${stage.issue}).`, EXIT_USAGE);
+        const where = stage.issue ? `tracked in issue ${stage.issue}` : 'planned in a later issue';
+        throw new LoomError(`'loom ${stage.name}' is not built yet (${where}).`, EXIT_USAGE);
       });
   }
 }
