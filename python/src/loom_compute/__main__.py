@@ -1,0 +1,28 @@
+"""`python -m loom_compute <verb> [--config FILE] [verb args]`: Loom's compute worker.
+
+The loom CLI starts this (directly or under torchrun) and reads its JSON Lines events from
+stdout; see loom_compute.protocol. Run it with --help for the verbs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from loom_compute import doctor, validate_config
+from loom_compute.verbs import Verb, dispatch
+
+VERBS: dict[str, Verb] = {
+    verb.name: verb
+    for verb in (
+        doctor.VERB,
+        validate_config.VERB,
+    )
+}
+
+
+def main() -> None:
+    dispatch(sys.argv[1:], VERBS)
+
+
+if __name__ == "__main__":
+    main()
