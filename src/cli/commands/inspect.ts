@@ -1,6 +1,116 @@
-// Placeholder: replaced by the real 'inspect' command.
+// `loom inspect`: read WebDataset shards and report what is in them and what is wrong with them.
 import type { Command } from 'commander';
+import { LoomError, EXIT_USAGE } from '../errors.js';
+import { printSummary, table, asciiHistogram } from '../output.js';
+import { startProgress } from '../progress.js';
+import { listShards } from '../../shards/listShards.js';
+import { inspectShards, type InspectReport } from '../../shards/inspect.js';
+import { readShardStats } from '../../shards/stats.js';
+import { statsPathFor } from '../../shards/keys.js';
+import type { HistogramSummary } from '../../shards/histogram.js';
+
+interface InspectCliOptions {
+  json?: boolean;
+  limit?: string;
+  decode: boolean;
+  examples: string;
+}
 
 export function registerInspect(program: Command): void {
-  program.command('inspect').description('inspect (in progress)');
+  program
+    .command('inspect')
+    .summary('count samples, bad samples by reason, caption and image-size histograms')
+    .description(
+      [
+        'Read WebDataset shards (img2dataset/DataComp layout: {key}.jpg|png|webp, {key}.txt, {key}.json) and report ' +
+          'samples ok, bad samples by reason with examples (file, key, why), image formats, caption length histograms ' +
+          '(characters and words) and image width/height histograms.',
+        'Every image is fully decoded unless --no-decode (then only its header is checked, which is much faster).',
+        "SHARDS are files, directories (all *.tar inside, sorted) or brace ranges such as 'data/{00000000..00000009}.tar' " +
+          '(quote them so the shell leaves the braces alone).',
+      ].join('\n\n'),
+    )
+    .argument('<shards...>', 'shard files, directories or brace ranges')
+    .option('--json', 'print the report as one JSON object on stdout')
+    .option('--limit <n>', 'stop after N samples (good and bad together)')
+    .option('--no-decode', 'trust the image bytes: check headers only (much faster)')
+    .option('--examples <n>', 'examples shown per bad reason', '5')
+    .addHelpText('after', '\nExamples:\n  loom inspect data/shards\n  loom inspect --json --no-decode \'data/{00000000..00000003}.tar\'\n')
+    .action(async (specs: string[], opts: InspectCliOptions) => {
+      const limit = opts.limit === undefined ? undefined : positiveInt(opts.limit, '--limit');
+      const examples = positiveInt(opts.examples, '--examples', true);
+      const paths = await listShards(specs);
+      const progress = startProgress('inspect', await expectedSamples(paths), { unit: 'samples' });
+      let report: InspectReport;
+      try {
+        report = await inspectShards(paths, { decode: opts.decode, limit, examples, onItem: () => progress.tick() });
+      } finally {
+        progress.stop();
+      }
+      printSummary(opts, report, () => humanReport(report));
+    });
+}
+
+function positiveInt(text: string, flag: string, allowZero = false): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) throw new LoomError(`${flag} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got "${text}"`, EXIT_USAGE);
+  return n;
+}
+
+/** The progress total from the shards' sidecars, when every shard has one. */
+async function expectedSamples(paths: string[]): Promise<number | undefined> {
+  if (paths.length > 10_000) return undefined;
+  let total = 0;
+  for (const p of paths) {
+    const stats = await readShardStats(statsPathFor(p));
+    if (!stats) return undefined;
+    total += stats.successes;
+  }
+  return total;
+}
+
+function humanReport(r: InspectReport): string {
+  const total = r.samples + r.bad;
+  const pct = (n: number) => (total === 0 ? '0%' : `${((100 * n) / total).toFixed(2)}%`);
+  const lines: string[] = [];
+  lines.push(`Inspected ${r.shards} shard${r.shards === 1 ? '' : 's'}${r.limited ? ' (stopped at --limit)' : ''}:`);
+  lines.push(
+    table([
+      ['samples ok', fmt(r.samples)],
+      ['bad samples', `${fmt(r.bad)} (${pct(r.bad)})`],
+      ['images', r.decoded ? 'fully decoded' : 'headers only (--no-decode)'],
+      ['image formats', Object.entries(r.formats).map(([f, n]) => `${f} ${fmt(n)}`).join(', ') || '-'],
+      ['speed', `${fmt(Math.round(r.itemsPerSecond))} samples/s (${r.seconds.toFixed(1)} s)`],
+    ]),
+  );
+  const reasons = Object.entries(r.badByReason).sort((a, b) => b[1].count - a[1].count);
+  if (reasons.length > 0) {
+    lines.push('', 'Bad samples by reason:');
+    for (const [reason, entry] of reasons) {
+      lines.push(`  ${reason}: ${fmt(entry.count)}`);
+      for (const e of entry.examples) lines.push(`      ${e.shard} ${e.key === null ? '(file)' : `key ${e.key}`}: ${e.detail}`);
+    }
+  }
+  const shardsWithBad = r.perShard.filter((s) => s.bad > 0);
+  if (r.perShard.length > 1 && shardsWithBad.length > 0) {
+    lines.push('', 'Shards with bad samples:');
+    lines.push(table(shardsWithBad.slice(0, 20).map((s) => [s.shard, `${fmt(s.samples)} ok, ${fmt(s.bad)} bad`])));
+    if (shardsWithBad.length > 20) lines.push(`  ... and ${shardsWithBad.length - 20} more (see --json)`);
+  }
+  lines.push(histogramBlock('Caption length (characters)', r.captionChars));
+  lines.push(histogramBlock('Caption length (words)', r.captionWords));
+  lines.push(histogramBlock('Image width (px)', r.imageWidth));
+  lines.push(histogramBlock('Image height (px)', r.imageHeight));
+  return lines.join('\n');
+}
+
+function histogramBlock(title: string, h: HistogramSummary): string {
+  if (h.count === 0) return `\n${title}: no samples`;
+  const head = `\n${title}: min ${h.min}, mean ${h.mean!.toFixed(1)}, max ${h.max}`;
+  const bars = asciiHistogram(h.buckets.map((b) => ({ label: b.lo === b.hi ? `${b.lo}` : `${b.lo}-${b.hi}`, count: b.count })));
+  return `${head}\n${bars}`;
+}
+
+function fmt(n: number): string {
+  return n.toLocaleString('en-US');
 }

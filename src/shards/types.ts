@@ -1,0 +1,64 @@
+// The shapes shared by everything that reads or writes raw/curated WebDataset shards
+// (img2dataset / DataComp layout: {key}.jpg|png|webp, {key}.txt, {key}.json).
+
+export type ImageExt = 'jpg' | 'png' | 'webp';
+
+export const IMAGE_EXTS: readonly ImageExt[] = ['jpg', 'png', 'webp'];
+
+/** One good image-caption pair. */
+export interface Sample {
+  /** Path of the shard file it came from. */
+  shard: string;
+  /** WebDataset key: the member path up to the first dot of its basename. */
+  key: string;
+  /** 32 lowercase hex chars: json.uid, or derived from the shard name and key (see deriveUid). */
+  uid: string;
+  image: { ext: ImageExt; data: Buffer };
+  caption: string;
+  /** The sample's metadata exactly as stored (a derived uid is not added here). */
+  json: Record<string, unknown>;
+  /** Pixel size: from a full decode when decodeImages is on, else from the image header. */
+  imageInfo?: { width: number; height: number };
+}
+
+/** Why a sample (or a whole file) was skipped. */
+export const BAD_REASONS = [
+  'not_a_tar', // the file (or an empty file) has no readable tar header at its start
+  'truncated_tar', // the archive ends mid-member or without its end-of-archive marker
+  'corrupt_tar', // an unreadable tar header after some good members; the rest of the file is skipped
+  'unreadable_file', // the operating system refused to read the file
+  'dotted_key', // members like a.b.jpg: the intended key "a.b" contains a dot
+  'duplicate_key', // a key seen earlier in the same shard
+  'missing_extension', // a member whose basename has no dot, so it has no field name
+  'missing_image', // no .jpg/.jpeg/.png/.webp member
+  'multiple_images', // more than one image member
+  'missing_caption',
+  'empty_caption', // empty or whitespace-only .txt
+  'invalid_caption', // .txt that is not valid UTF-8
+  'missing_json',
+  'invalid_json', // .json that does not parse, or is not an object
+  'invalid_uid', // json.uid present but not 32 lowercase hex chars
+  'corrupt_image', // bytes are not the declared format, or fail to decode
+  'truncated_image', // the image ends early (detected by a full decode)
+] as const;
+
+export type BadReason = (typeof BAD_REASONS)[number];
+
+export interface BadSample {
+  shard: string;
+  /** The sample's key; null when the problem concerns the whole file or no key is known. */
+  key: string | null;
+  reason: BadReason;
+  /** A human-readable explanation naming the member(s) involved. */
+  detail: string;
+}
+
+export type ShardItem = { kind: 'sample'; sample: Sample } | { kind: 'bad'; bad: BadSample };
+
+export interface ReadOptions {
+  /** Fully decode every image with sharp (catches truncated/corrupt pixels). Default false:
+   *  only the header is checked (format signature and size), the pixel data is trusted. */
+  decodeImages?: boolean;
+  /** How many decodes may be in flight at once (decodeImages only). Default 8. */
+  decodeConcurrency?: number;
+}

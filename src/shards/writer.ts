@@ -1,0 +1,244 @@
+// Writes samples into WebDataset shards {:08d}.tar with a {:08d}_stats.json sidecar each.
+// Each shard is written to a temporary file and renamed when complete; the bytes depend only on
+// the samples (fixed mtime/uid/gid/mode), so the same samples give byte-identical shards.
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import tar from 'tar-stream';
+import { LoomError } from '../cli/errors.js';
+import { tempPathFor, writeJsonAtomic } from '../util/atomic.js';
+import { IMAGE_EXTS, type ImageExt } from './types.js';
+import { deriveUid, isValidUid, keyProblem, shardFileName, statsFileName } from './keys.js';
+import { readImageHeader } from './imageHeader.js';
+import type { ShardStats } from './stats.js';
+
+export interface ShardWriterOptions {
+  dir: string;
+  /** Samples per shard (default 10,000, as img2dataset and DataComp). */
+  samplesPerShard?: number;
+  /** Index of the first shard file (default 0). */
+  firstShard?: number;
+}
+
+export interface SampleToWrite {
+  key: string;
+  /** The sample's uid; defaults to json.uid, else one derived from the shard name and key. */
+  uid?: string;
+  image: { ext: ImageExt; data: Buffer };
+  caption: string;
+  json: Record<string, unknown>;
+}
+
+const FIXED_HEADER = { mode: 0o644, uid: 0, gid: 0, uname: '', gname: '', type: 'file' as const };
+const FIXED_MTIME = new Date(0);
+
+interface OpenShard {
+  index: number;
+  path: string;
+  tmp: string;
+  pack: tar.Pack;
+  closed: Promise<void>;
+  keys: Set<string>;
+  formats: Partial<Record<ImageExt, number>>;
+  captionChars: { min: number; max: number; total: number };
+  firstKey: string | null;
+  lastKey: string | null;
+  failures: Record<string, number>;
+}
+
+export class ShardWriter {
+  private readonly dir: string;
+  private readonly perShard: number;
+  private nextIndex: number;
+  private shard: OpenShard | null = null;
+  private readonly written: string[] = [];
+  private total = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private failed: unknown = null;
+  private closed = false;
+  private pendingFailures: Record<string, number> = {};
+
+  constructor(options: ShardWriterOptions) {
+    const per = options.samplesPerShard ?? 10_000;
+    const first = options.firstShard ?? 0;
+    if (!Number.isInteger(per) || per < 1) throw new LoomError(`samplesPerShard must be a positive integer, got ${per}`);
+    if (!Number.isInteger(first) || first < 0) throw new LoomError(`firstShard must be a non-negative integer, got ${first}`);
+    this.dir = options.dir;
+    this.perShard = per;
+    this.nextIndex = first;
+  }
+
+  /** Appends one sample. Calls are applied in order; await each to respect back-pressure. */
+  write(sample: SampleToWrite): Promise<void> {
+    return this.enqueue(() => this.writeOne(sample));
+  }
+
+  /** Counts samples that failed upstream (e.g. by reason) in the stats of the shard being written. */
+  noteFailure(reason: string, count = 1): void {
+    const tally = this.shard ? this.shard.failures : this.pendingFailures;
+    tally[reason] = (tally[reason] ?? 0) + count;
+  }
+
+  /** Finishes the open shard; returns every shard path written, in order, and the sample count. */
+  async close(): Promise<{ shards: string[]; samples: number }> {
+    await this.enqueue(async () => {
+      if (this.shard) await this.finishShard();
+      this.closed = true;
+    });
+    return { shards: [...this.written], samples: this.total };
+  }
+
+  /** Stops writing and removes the unfinished shard's temporary file (finished shards stay). */
+  async abort(): Promise<void> {
+    this.closed = true;
+    await this.chain.catch(() => undefined);
+    const open = this.shard;
+    this.shard = null;
+    if (open) {
+      open.pack.destroy();
+      await open.closed.catch(() => undefined);
+      await rm(open.tmp, { force: true });
+    }
+  }
+
+  private enqueue(step: () => Promise<void>): Promise<void> {
+    const run = async () => {
+      if (this.failed) throw this.failed;
+      if (this.closed) throw new LoomError('ShardWriter is closed');
+      try {
+        await step();
+      } catch (err) {
+        if (!(err instanceof SampleError)) this.failed = err;
+        throw err instanceof SampleError ? new LoomError(err.message) : err;
+      }
+    };
+    const result = this.chain.then(run);
+    this.chain = result.catch(() => undefined);
+    return result;
+  }
+
+  private async writeOne(sample: SampleToWrite): Promise<void> {
+    const { members } = this.encode(sample);
+    if (!this.shard) this.shard = await this.openShard();
+    const shard = this.shard;
+    if (shard.keys.has(sample.key)) throw new SampleError(`sample key "${sample.key}" is already in shard ${shard.path}`);
+    shard.keys.add(sample.key);
+    for (const [ext, data] of members) await addEntry(shard.pack, `${sample.key}.${ext}`, data);
+    shard.formats[sample.image.ext] = (shard.formats[sample.image.ext] ?? 0) + 1;
+    const chars = [...sample.caption].length;
+    const c = shard.captionChars;
+    if (shard.firstKey === null) {
+      shard.firstKey = sample.key;
+      c.min = chars;
+      c.max = chars;
+    }
+    c.min = Math.min(c.min, chars);
+    c.max = Math.max(c.max, chars);
+    c.total += chars;
+    shard.lastKey = sample.key;
+    this.total++;
+    if (shard.keys.size >= this.perShard) await this.finishShard();
+  }
+
+  /** Validates a sample and returns its members in img2dataset's order (sorted by extension). */
+  private encode(sample: SampleToWrite): { members: Array<[string, Buffer]>; uid: string } {
+    const problem = keyProblem(sample.key);
+    if (problem) throw new SampleError(`cannot write sample: ${problem}`);
+    const where = `sample "${sample.key}"`;
+    if (!sample.image || !IMAGE_EXTS.includes(sample.image.ext)) throw new SampleError(`${where}: image.ext must be one of ${IMAGE_EXTS.join(', ')}`);
+    if (!Buffer.isBuffer(sample.image.data) || sample.image.data.length === 0) throw new SampleError(`${where}: image.data must be a non-empty Buffer`);
+    const header = readImageHeader(sample.image.data);
+    if (!header.ok || header.format !== sample.image.ext) {
+      throw new SampleError(`${where}: image bytes are not ${sample.image.ext.toUpperCase()} (${header.ok ? header.format : header.problem})`);
+    }
+    if (typeof sample.caption !== 'string' || sample.caption.trim().length === 0) throw new SampleError(`${where}: caption is empty`);
+    if (sample.json === null || typeof sample.json !== 'object' || Array.isArray(sample.json)) throw new SampleError(`${where}: json must be an object`);
+    const given = sample.uid ?? sample.json.uid;
+    if (sample.uid !== undefined && sample.json.uid !== undefined && sample.uid !== sample.json.uid) {
+      throw new SampleError(`${where}: uid ${sample.uid} differs from json.uid ${String(sample.json.uid)}`);
+    }
+    if (given !== undefined && !isValidUid(given)) throw new SampleError(`${where}: uid ${JSON.stringify(given)} is not 32 lowercase hex characters`);
+    const shardName = shardFileName(this.shard ? this.shard.index : this.nextIndex);
+    const uid = (given as string | undefined) ?? deriveUid(shardName, sample.key);
+    const json = Buffer.from(JSON.stringify({ ...sample.json, key: sample.key, uid }), 'utf8');
+    const members: Array<[string, Buffer]> = [
+      [sample.image.ext, sample.image.data],
+      ['json', json],
+      ['txt', Buffer.from(sample.caption, 'utf8')],
+    ];
+    members.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    return { members, uid };
+  }
+
+  private async openShard(): Promise<OpenShard> {
+    await mkdir(this.dir, { recursive: true });
+    const index = this.nextIndex++;
+    const path = join(this.dir, shardFileName(index));
+    const tmp = tempPathFor(path);
+    const pack = tar.pack();
+    const out: WriteStream = createWriteStream(tmp);
+    const closed = new Promise<void>((resolve, reject) => {
+      pack.pipe(out, (err?: Error | null) => (err ? reject(err) : resolve()));
+    });
+    closed.catch(() => undefined); // observed in finishShard/abort
+    const failures = this.pendingFailures;
+    this.pendingFailures = {};
+    return {
+      index, path, tmp, pack, closed,
+      keys: new Set(), formats: {}, captionChars: { min: 0, max: 0, total: 0 },
+      firstKey: null, lastKey: null, failures,
+    };
+  }
+
+  private async finishShard(): Promise<void> {
+    const shard = this.shard!;
+    this.shard = null;
+    shard.pack.finalize();
+    try {
+      await shard.closed;
+      const handle = await open(shard.tmp, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(shard.tmp, shard.path);
+    } catch (err) {
+      await rm(shard.tmp, { force: true });
+      throw err;
+    }
+    const samples = shard.keys.size;
+    const failed = Object.values(shard.failures).reduce((a, b) => a + b, 0);
+    const stats: ShardStats = {
+      count: samples + failed,
+      successes: samples,
+      failed_to_download: shard.failures.failed_to_download ?? 0,
+      failed_to_resize: shard.failures.failed_to_resize ?? 0,
+      status_dict: { success: samples, ...shard.failures },
+      loom: {
+        format: 'loom-shard-stats',
+        version: 1,
+        shard: shardFileName(shard.index),
+        samples,
+        tar_bytes: (await stat(shard.path)).size,
+        image_formats: shard.formats,
+        caption_chars: shard.captionChars,
+        first_key: shard.firstKey,
+        last_key: shard.lastKey,
+        failures: shard.failures,
+      },
+    };
+    await writeJsonAtomic(join(this.dir, statsFileName(shard.index)), stats);
+    this.written.push(shard.path);
+  }
+}
+
+/** A problem with one sample's content: the writer stays usable. */
+class SampleError extends Error {}
+
+function addEntry(pack: tar.Pack, name: string, data: Buffer): Promise<void> {
+  // The callback fires once the data is in the pack's (bounded) buffer, so awaiting it is back-pressure.
+  return new Promise((resolve, reject) => {
+    pack.entry({ name, size: data.length, mtime: FIXED_MTIME, ...FIXED_HEADER }, data, (err) => (err ? reject(err) : resolve()));
+  });
+}
