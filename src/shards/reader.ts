@@ -9,7 +9,12 @@ import { splitMemberName } from './keys.js';
 
 export { listShards } from './listShards.js';
 
-type Pending = ShardItem | Promise<ShardItem>;
+// A decode in flight is boxed: an async generator awaits any promise it yields, which would
+// serialise the decodes.
+type Pending = ShardItem | { decoding: Promise<ShardItem> };
+
+const isDecoding = (p: Pending): p is { decoding: Promise<ShardItem> } => 'decoding' in p;
+const settle = (p: Pending): ShardItem | Promise<ShardItem> => (isDecoding(p) ? p.decoding : p);
 
 /** Reads one shard; see readShards. */
 export function readShard(path: string, options: ReadOptions = {}): AsyncIterable<ShardItem> {
@@ -26,10 +31,10 @@ export async function* readShards(paths: string[], options: ReadOptions = {}): A
   for (const path of paths) {
     for await (const item of shardItems(path, options.decodeImages === true)) {
       queue.push(item);
-      while (queue.length > 0 && (queue.length > window || !(queue[0] instanceof Promise))) yield await queue.shift()!;
+      while (queue.length > 0 && (queue.length > window || !isDecoding(queue[0]!))) yield await settle(queue.shift()!);
     }
   }
-  while (queue.length > 0) yield await queue.shift()!;
+  while (queue.length > 0) yield await settle(queue.shift()!);
 }
 
 async function* shardItems(shard: string, decode: boolean): AsyncGenerator<Pending> {
@@ -44,11 +49,12 @@ async function* shardItems(shard: string, decode: boolean): AsyncGenerator<Pendi
       yield { kind: 'sample', sample };
       return;
     }
-    yield decodeImage(sample.image.data).then((r): ShardItem => {
+    const decoding = decodeImage(sample.image.data).then((r): ShardItem => {
       if (!r.ok) return { kind: 'bad', bad: { shard, key: sample.key, reason: r.reason, detail: `${sample.key}.${sample.image.ext}: ${r.detail}` } };
       sample.imageInfo = { width: r.width, height: r.height };
       return { kind: 'sample', sample };
     });
+    yield { decoding };
   };
   const grouped = function* (events: GroupEvent[]): Generator<Pending> {
     for (const e of events) {
