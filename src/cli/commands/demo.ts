@@ -1,6 +1,167 @@
-// Placeholder: replaced by the real 'demo' command.
+// `loom demo`: the pipeline, as far as it is built, on freshly rendered synthetic data, with a
+// readable summary at the end. This is what `make demo` runs.
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { resolveRunConfig } from '../../config/resolve.js';
+import { imageTokensPerImage, type RunConfig } from '../../config/schema.js';
+import { runWorker, workerCommand, formatCommand } from '../../protocol/worker.js';
+import { listShards, readShards } from '../../shards/reader.js';
+import { inspectShards, type InspectReport } from '../../shards/inspect.js';
+import { runSynth, type SynthManifest } from '../../synth/generate.js';
+import { EVEN_MIX } from '../../synth/noise.js';
+import { TextTokenizer } from '../../tokenize/tokenizer.js';
+import { writeJsonAtomic } from '../../util/atomic.js';
+import { printSummary, table } from '../output.js';
+import { partsProgress, startProgress } from '../progress.js';
+
+interface DemoOptions {
+  out: string;
+  samples: string;
+  seed: string;
+  json?: boolean;
+}
+
+interface TokenStats {
+  samples: number;
+  textTokensMean: number;
+  textTokensMax: number;
+  imageTokensPerImage: number;
+  sampleTokensMean: number;
+  /** Sequences needed at the config's length if packing filled them completely (a lower bound). */
+  sequencesLowerBound: number;
+}
+
+const NOT_BUILT = ['curate', 'select', 'reshard', 'pack', 'train', 'eval'];
 
 export function registerDemo(program: Command): void {
-  program.command('demo').description('demo (in progress)');
+  program
+    .command('demo')
+    .description(
+      'Run the pipeline, as far as it is built, on the bundled synthetic data and summarise it:\n' +
+        'synth (render data) -> inspect (validate shards) -> config (resolve the tiny preset) ->\n' +
+        'tokenize (sample lengths at the stage resolution) -> the Python compute plane validates the config.\n' +
+        'Outputs go to OUT (data/, config.json, demo.json). Rerunning reuses finished synth shards.',
+    )
+    .option('--out <dir>', 'output directory', 'runs/demo')
+    .option('--samples <n>', 'synthetic pre-training pairs', '10000')
+    .option('--seed <n>', 'random seed', '0')
+    .option('--json', 'print the summary as JSON on stdout')
+    .action(async (opts: DemoOptions) => {
+      const out = resolve(opts.out);
+      const started = Date.now();
+      const step = (n: number, what: string) => process.stderr.write(`\n[${n}/5] ${what}\n`);
+
+      step(1, 'synth: rendering scenes, captions with 30% known noise, SFT chats, benchmark');
+      const synthProgress = partsProgress('synth', { pretrain: 'samples', sft: 'chats', bench: 'questions' });
+      const synthStarted = Date.now();
+      const manifest = await runSynth({
+        out: join(out, 'data'),
+        seed: Number(opts.seed),
+        samples: Number(opts.samples),
+        sft: 2000,
+        bench: 500,
+        noise: 0.3,
+        noiseMix: EVEN_MIX,
+        samplesPerShard: 10000,
+        onProgress: synthProgress.update,
+      });
+      synthProgress.stop();
+      const synthSeconds = (Date.now() - synthStarted) / 1000;
+
+      step(2, 'inspect: reading every shard back, decoding every image');
+      const shards = await listShards(join(out, 'data', 'pretrain'));
+      const inspectBar = startProgress('inspect', manifest.pretrain.samples, { unit: 'samples' });
+      const inspect = await inspectShards(shards, { onItem: () => inspectBar.tick() });
+      inspectBar.stop();
+
+      step(3, 'config: resolving the tiny preset for pre-training');
+      const config = resolveRunConfig({ preset: 'tiny', stage: 'pretrain', name: 'demo', assignments: [`data.shards=${join(out, 'data', 'pretrain')}`] });
+      const configPath = join(out, 'config.json');
+      await writeJsonAtomic(configPath, config);
+
+      step(4, 'tokenize: caption lengths with the bundled tokenizer and the pre-training template');
+      const tokens = await tokenStats(config, shards);
+
+      step(5, 'compute plane: the Python worker validates the same config');
+      const workerOptions = { verb: 'validate-config', configPath, progressLabel: 'validate-config' };
+      process.stderr.write(`$ ${formatCommand(workerCommand(workerOptions))}\n`);
+      const worker = await runWorker(workerOptions);
+
+      const summary = {
+        out,
+        seconds: (Date.now() - started) / 1000,
+        synth: { ...pickSynth(manifest), seconds: synthSeconds, samples_per_second: manifest.pretrain.samples / synthSeconds },
+        inspect: pickInspect(inspect),
+        config: { path: configPath, preset: config.preset, stage: config.stage, seq_len: config.data.seq_len },
+        tokens,
+        worker: worker.done,
+        not_built_yet: NOT_BUILT,
+      };
+      await writeJsonAtomic(join(out, 'demo.json'), summary);
+      printSummary(opts, summary, () => humanSummary(summary, manifest, inspect, tokens));
+    });
+}
+
+async function tokenStats(config: RunConfig, shards: string[]): Promise<TokenStats> {
+  if (config.tokenizer.path === null) throw new Error('the tiny preset always names its tokenizer');
+  const tokenizer = await TextTokenizer.load(config.tokenizer.path);
+  const texts: string[] = [];
+  for await (const item of readShards(shards)) {
+    if (item.kind === 'sample') texts.push(config.data.pretrain_template.replace('{caption}', item.sample.caption));
+  }
+  const imageTokenId = tokenizer.tokenId(config.tokenizer.image_token);
+  const imageTokens = imageTokensPerImage(config);
+  let sum = 0;
+  let max = 0;
+  for (const ids of await tokenizer.encodeBatch(texts)) {
+    // The placeholder is one token of the text; it expands to the stage's image tokens.
+    const textTokens = ids.filter((id) => id !== imageTokenId).length;
+    sum += textTokens;
+    max = Math.max(max, textTokens);
+  }
+  const samples = texts.length;
+  const totalTokens = sum + samples * imageTokens;
+  return {
+    samples,
+    textTokensMean: sum / Math.max(1, samples),
+    textTokensMax: max,
+    imageTokensPerImage: imageTokens,
+    sampleTokensMean: totalTokens / Math.max(1, samples),
+    sequencesLowerBound: Math.ceil(totalTokens / config.data.seq_len),
+  };
+}
+
+function pickSynth(m: SynthManifest) {
+  return { samples: m.pretrain.samples, clean: m.pretrain.clean, noise: m.pretrain.noise, shards: m.pretrain.shards.length, sft_conversations: m.sft.conversations, bench_questions: m.bench.questions };
+}
+
+function pickInspect(r: InspectReport) {
+  return { shards: r.shards, samples: r.samples, bad: r.bad, formats: r.formats, samples_per_second: r.itemsPerSecond, caption_words_mean: r.captionWords.mean, image_width_mean: r.imageWidth.mean };
+}
+
+function humanSummary(s: { out: string; seconds: number; synth: { seconds: number; samples_per_second: number } }, m: SynthManifest, r: InspectReport, t: TokenStats): string {
+  const noise = Object.entries(m.pretrain.noise).map(([k, v]) => `${k} ${v}`).join(', ');
+  return [
+    '',
+    `Loom demo: done in ${s.seconds.toFixed(1)} s -> ${s.out}`,
+    table([
+      ['synthetic pairs', `${m.pretrain.samples} in ${m.pretrain.shards.length} shard(s), ${s.synth.samples_per_second.toFixed(0)} samples/s`],
+      ['  clean / noisy', `${m.pretrain.clean} / ${m.pretrain.samples - m.pretrain.clean} (${noise})`],
+      ['SFT conversations', `${m.sft.conversations} (${m.sft.turns} Q/A turns)`],
+      ['benchmark (MMBench TSV)', `${m.bench.questions} questions`],
+      ['inspect', `${r.samples} ok, ${r.bad} bad, ${r.itemsPerSecond.toFixed(0)} samples/s (every image decoded)`],
+      ['  captions', `${fmt(r.captionWords.mean)} words on average (${r.captionWords.min}-${r.captionWords.max})`],
+      ['  images', `${fmt(r.imageWidth.mean)} x ${fmt(r.imageHeight.mean)} px on average; ${Object.entries(r.formats).map(([k, v]) => `${k} ${v}`).join(', ')}`],
+      ['tokens per sample', `${t.textTokensMean.toFixed(1)} text (max ${t.textTokensMax}) + ${t.imageTokensPerImage} image = ${t.sampleTokensMean.toFixed(1)}`],
+      ['  at full packing', `>= ${t.sequencesLowerBound} sequences`],
+      ['compute plane', 'Python validated the same config (python -m loom_compute validate-config)'],
+      ['not built yet', NOT_BUILT.join(', ')],
+    ]),
+    '',
+    `Next: loom inspect ${join(s.out, 'data', 'pretrain')}  |  loom config init --preset open-qwen2vl-2b  |  loom doctor`,
+  ].join('\n');
+}
+
+function fmt(value: number | null): string {
+  return value === null ? '-' : value.toFixed(1);
 }
