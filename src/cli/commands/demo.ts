@@ -17,6 +17,8 @@ import { partsProgress, startProgress } from '../progress.js';
 interface DemoOptions {
   out: string;
   samples: string;
+  sft: string;
+  bench: string;
   seed: string;
   json?: boolean;
 }
@@ -44,6 +46,8 @@ export function registerDemo(program: Command): void {
     )
     .option('--out <dir>', 'output directory', 'runs/demo')
     .option('--samples <n>', 'synthetic pre-training pairs', '10000')
+    .option('--sft <n>', 'synthetic SFT conversations', '2000')
+    .option('--bench <n>', 'synthetic benchmark questions', '500')
     .option('--seed <n>', 'random seed', '0')
     .option('--json', 'print the summary as JSON on stdout')
     .action(async (opts: DemoOptions) => {
@@ -58,8 +62,8 @@ export function registerDemo(program: Command): void {
         out: join(out, 'data'),
         seed: Number(opts.seed),
         samples: Number(opts.samples),
-        sft: 2000,
-        bench: 500,
+        sft: Number(opts.sft),
+        bench: Number(opts.bench),
         noise: 0.3,
         noiseMix: EVEN_MIX,
         samplesPerShard: 10000,

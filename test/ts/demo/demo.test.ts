@@ -1,0 +1,30 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from '../../../src/util/paths.js';
+
+test('`loom demo` runs synth -> inspect -> config -> tokenize -> Python, and its summary adds up', () => {
+  const out = mkdtempSync(join(tmpdir(), 'loom-demo-'));
+  try {
+    const run = spawnSync(process.execPath, [join(repoRoot(), 'bin', 'loom.js'), 'demo', '--out', out, '--samples', '200', '--sft', '10', '--bench', '8', '--json'], {
+      encoding: 'utf8',
+    });
+    assert.equal(run.status, 0, run.stderr);
+    const summary = JSON.parse(run.stdout);
+    assert.deepEqual(summary, JSON.parse(readFileSync(join(out, 'demo.json'), 'utf8')));
+    assert.equal(summary.synth.samples, 200);
+    assert.equal(summary.synth.clean + Object.values(summary.synth.noise as Record<string, number>).reduce((a, b) => a + b, 0), 200);
+    assert.equal(summary.inspect.samples, 200, 'every synthetic sample reads back');
+    assert.equal(summary.inspect.bad, 0);
+    assert.equal(summary.tokens.samples, 200);
+    assert.equal(summary.tokens.imageTokensPerImage, 16);
+    assert.ok(summary.tokens.textTokensMean > 3 && summary.tokens.textTokensMean <= summary.tokens.textTokensMax);
+    assert.deepEqual(summary.worker, { config: join(out, 'config.json'), valid: true, name: 'demo', preset: 'tiny', stage: 'pretrain' });
+    assert.ok(existsSync(join(out, 'data', 'sft', 'llava.json')) && existsSync(join(out, 'data', 'bench', 'mmbench_synth.tsv')));
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
