@@ -34,6 +34,7 @@ export async function encodeRgb(raw: Uint8Array, width: number, height: number, 
     case 'png':
       return image.png({ compressionLevel: 6 }).toBuffer();
     case 'webp':
-      return image.webp({ quality: spec.quality }).toBuffer();
+      // effort 0 halves libwebp's CPU time for ~10% more bytes.
+      return image.webp({ quality: spec.quality, effort: 0 }).toBuffer();
   }
 }

@@ -16,7 +16,7 @@ import { encodeSftImage, planSftItem } from './sft.js';
 import { EncoderPool } from './encoderPool.js';
 
 /** Bumped whenever the generator's output for a seed changes. */
-export const SYNTH_VERSION = 1;
+export const SYNTH_VERSION = 2;
 
 export const PLAN_FILE = '.synth-plan.json';
 export const MANIFEST_FILE = 'synth.json';
@@ -33,7 +33,7 @@ export interface SynthOptions {
   samplesPerShard: number;
   /** Images in flight at once (default: 8 per encoder thread). */
   concurrency?: number;
-  /** Worker threads that draw and encode images (default: cores - 1, at least 1; 0 = main thread). */
+  /** Worker threads that draw and encode images (default: one per core; 0 = main thread). */
   threads?: number;
   /** Called as work finishes: part name, done, total. */
   onProgress?: (part: 'pretrain' | 'sft' | 'bench', done: number, total: number) => void;
@@ -118,8 +118,9 @@ async function writeFileRenamed(target: string, data: Buffer): Promise<void> {
 
 export async function runSynth(o: SynthOptions): Promise<SynthManifest> {
   const { resume } = await prepareOutput(o);
-  // The main thread plans samples and writes tars; the rest of the cores draw and encode.
-  const threads = o.threads ?? Math.max(1, availableParallelism() - 1);
+  // One drawing/encoding thread per core: the main thread (planning, tar writing) mostly waits
+  // on them, so reserving a core for it wastes most of that core.
+  const threads = o.threads ?? Math.max(1, availableParallelism());
   const pool = new EncoderPool(threads);
   try {
     return await generate(o, resume, pool, o.concurrency ?? 8 * Math.max(1, threads));

@@ -47,7 +47,7 @@ export function registerSynth(program: Command): void {
     .option('--noise <fraction>', 'fraction of corrupted pre-training pairs, 0..1', '0.3')
     .option('--noise-mix <spec>', `weights of noise kinds, e.g. "mismatched=2,blank=1" or "even" (kinds: ${NOISE_KINDS.join(', ')})`, 'even')
     .option('--samples-per-shard <n>', 'pairs per pre-training shard', '10000')
-    .option('--threads <n>', 'worker threads that draw and encode images (default: cores - 1, at least 1; 0 = main thread only)')
+    .option('--threads <n>', 'worker threads that draw and encode images (default: one per core; 0 = main thread only)')
     .option('--concurrency <n>', 'images in flight at once (default: 8 per thread)')
     .option('--quiet', 'no progress bars')
     .option('--json', 'print the manifest as JSON on stdout')
