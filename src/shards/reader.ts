@@ -24,9 +24,10 @@ export function readShard(path: string, options: ReadOptions = {}): AsyncIterabl
 /**
  * Reads shards in order, yielding good samples and bad ones in tar order. With decodeImages,
  * up to decodeConcurrency images are decoded at once; the output order stays the tar order.
+ * The default window (64) lets the decoder pool fill its batches of 16 for both workers.
  */
 export async function* readShards(paths: string[], options: ReadOptions = {}): AsyncGenerator<ShardItem> {
-  const window = options.decodeImages ? Math.max(1, options.decodeConcurrency ?? 8) : 1;
+  const window = options.decodeImages ? Math.max(1, options.decodeConcurrency ?? 64) : 1;
   const queue: Pending[] = [];
   for (const path of paths) {
     for await (const item of shardItems(path, options.decodeImages === true)) {

@@ -56,9 +56,9 @@ export interface BadSample {
 export type ShardItem = { kind: 'sample'; sample: Sample } | { kind: 'bad'; bad: BadSample };
 
 export interface ReadOptions {
-  /** Fully decode every image with sharp (catches truncated/corrupt pixels). Default false:
+  /** Fully decode every image (catches truncated/corrupt pixels; see decode.ts). Default false:
    *  only the header is checked (format signature and size), the pixel data is trusted. */
   decodeImages?: boolean;
-  /** How many decodes may be in flight at once (decodeImages only). Default 8. */
+  /** How many decodes may be in flight at once (decodeImages only). Default 64. */
   decodeConcurrency?: number;
 }
