@@ -98,3 +98,13 @@ test('CLI: `loom config init` writes a config that `loom config validate` accept
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /loom: error: invalid run config[\s\S]*at train\.global_batch/);
 });
+
+test('the tiny preset fits its bundled tokenizer: every token id has an embedding row', async () => {
+  const { TextTokenizer } = await import('../../../src/tokenize/tokenizer.js');
+  const config = resolveRunConfig({ preset: 'tiny', stage: 'pretrain', name: 'x' });
+  const tokenizer = await TextTokenizer.load(config.tokenizer.path!);
+  const llm = config.model.llm.source.config as { vocab_size: number; max_position_embeddings: number };
+  assert.ok(llm.vocab_size >= tokenizer.vocabSize, `vocab_size ${llm.vocab_size} < tokenizer ${tokenizer.vocabSize}`);
+  assert.ok(llm.max_position_embeddings >= config.data.seq_len);
+  for (const token of [config.tokenizer.image_token, config.tokenizer.eos_token, config.tokenizer.pad_token]) tokenizer.tokenId(token);
+});
