@@ -21,7 +21,9 @@ test-py: $(STAMPS)/venv
 
 setup: $(STAMPS)/node $(STAMPS)/venv
 
+# dist/ is rebuilt from scratch so no compiled file of a deleted source (a stale test) survives.
 build: $(STAMPS)/node
+	rm -rf dist
 	npx tsc -p tsconfig.json
 
 $(STAMPS)/node: package.json package-lock.json

@@ -1,5 +1,7 @@
 // `loom demo`: the pipeline, as far as it is built, on freshly rendered synthetic data, with a
 // readable summary at the end. This is what `make demo` runs.
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { resolveRunConfig } from '../../config/resolve.js';
@@ -7,10 +9,11 @@ import { imageTokensPerImage, type RunConfig } from '../../config/schema.js';
 import { runWorker, workerCommand, formatCommand } from '../../protocol/worker.js';
 import { listShards, readShards } from '../../shards/reader.js';
 import { inspectShards, type InspectReport } from '../../shards/inspect.js';
-import { runSynth, type SynthManifest } from '../../synth/generate.js';
+import { PLAN_FILE, runSynth, type SynthManifest } from '../../synth/generate.js';
 import { EVEN_MIX } from '../../synth/noise.js';
 import { TextTokenizer } from '../../tokenize/tokenizer.js';
 import { writeJsonAtomic } from '../../util/atomic.js';
+import { LoomError } from '../errors.js';
 import { printSummary, table } from '../output.js';
 import { partsProgress, startProgress } from '../progress.js';
 
@@ -42,7 +45,7 @@ export function registerDemo(program: Command): void {
       'Run the pipeline, as far as it is built, on the bundled synthetic data and summarise it:\n' +
         'synth (render data) -> inspect (validate shards) -> config (resolve the tiny preset) ->\n' +
         'tokenize (sample lengths at the stage resolution) -> the Python compute plane validates the config.\n' +
-        'Outputs go to OUT (data/, config.json, demo.json). Rerunning reuses finished synth shards.',
+        'Outputs go to OUT (data/, config.json, demo.json); a rerun renders OUT/data afresh.',
     )
     .option('--out <dir>', 'output directory', 'runs/demo')
     .option('--samples <n>', 'synthetic pre-training pairs', '10000')
@@ -56,8 +59,10 @@ export function registerDemo(program: Command): void {
       const step = (n: number, what: string) => process.stderr.write(`\n[${n}/5] ${what}\n`);
 
       step(1, 'synth: rendering scenes, captions with 30% known noise, SFT chats, benchmark');
+      await clearPreviousDemoData(join(out, 'data'));
       const synthProgress = partsProgress('synth', { pretrain: 'samples', sft: 'chats', bench: 'questions' });
       const synthStarted = Date.now();
+      let pretrainSeconds = 0;
       const manifest = await runSynth({
         out: join(out, 'data'),
         seed: Number(opts.seed),
@@ -67,7 +72,10 @@ export function registerDemo(program: Command): void {
         noise: 0.3,
         noiseMix: EVEN_MIX,
         samplesPerShard: 10000,
-        onProgress: synthProgress.update,
+        onProgress: (part, done, total) => {
+          if (part === 'pretrain' && done === total) pretrainSeconds = (Date.now() - synthStarted) / 1000;
+          synthProgress.update(part, done, total);
+        },
       });
       synthProgress.stop();
       const synthSeconds = (Date.now() - synthStarted) / 1000;
@@ -94,7 +102,7 @@ export function registerDemo(program: Command): void {
       const summary = {
         out,
         seconds: (Date.now() - started) / 1000,
-        synth: { ...pickSynth(manifest), seconds: synthSeconds, samples_per_second: manifest.pretrain.samples / synthSeconds },
+        synth: { ...pickSynth(manifest), seconds: synthSeconds, pretrain_samples_per_second: manifest.pretrain.samples / Math.max(pretrainSeconds, 1e-3) },
         inspect: pickInspect(inspect),
         config: { path: configPath, preset: config.preset, stage: config.stage, seq_len: config.data.seq_len },
         tokens,
@@ -104,6 +112,15 @@ export function registerDemo(program: Command): void {
       await writeJsonAtomic(join(out, 'demo.json'), summary);
       printSummary(opts, summary, () => humanSummary(summary, manifest, inspect, tokens));
     });
+}
+
+/** The demo renders its data afresh each time (so its speeds are real), but deletes only a previous synth output. */
+async function clearPreviousDemoData(dir: string): Promise<void> {
+  if (!existsSync(dir)) return;
+  if (!existsSync(join(dir, 'synth.json')) && !existsSync(join(dir, PLAN_FILE))) {
+    throw new LoomError(`${dir} exists and is not a synth output; choose another --out`);
+  }
+  await rm(dir, { recursive: true, force: true });
 }
 
 async function tokenStats(config: RunConfig, shards: string[]): Promise<TokenStats> {
@@ -143,13 +160,13 @@ function pickInspect(r: InspectReport) {
   return { shards: r.shards, samples: r.samples, bad: r.bad, formats: r.formats, samples_per_second: r.itemsPerSecond, caption_words_mean: r.captionWords.mean, image_width_mean: r.imageWidth.mean };
 }
 
-function humanSummary(s: { out: string; seconds: number; synth: { seconds: number; samples_per_second: number } }, m: SynthManifest, r: InspectReport, t: TokenStats): string {
+function humanSummary(s: { out: string; seconds: number; synth: { seconds: number; pretrain_samples_per_second: number } }, m: SynthManifest, r: InspectReport, t: TokenStats): string {
   const noise = Object.entries(m.pretrain.noise).map(([k, v]) => `${k} ${v}`).join(', ');
   return [
     '',
     `Loom demo: done in ${s.seconds.toFixed(1)} s -> ${s.out}`,
     table([
-      ['synthetic pairs', `${m.pretrain.samples} in ${m.pretrain.shards.length} shard(s), ${s.synth.samples_per_second.toFixed(0)} samples/s`],
+      ['synthetic pairs', `${m.pretrain.samples} in ${m.pretrain.shards.length} shard(s), ${s.synth.pretrain_samples_per_second.toFixed(0)} samples/s`],
       ['  clean / noisy', `${m.pretrain.clean} / ${m.pretrain.samples - m.pretrain.clean} (${noise})`],
       ['SFT conversations', `${m.sft.conversations} (${m.sft.turns} Q/A turns)`],
       ['benchmark (MMBench TSV)', `${m.bench.questions} questions`],
