@@ -11,6 +11,7 @@ import { IMAGE_EXTS, type ImageExt } from './types.js';
 import { deriveUid, isValidUid, keyProblem, shardFileName, statsFileName } from './keys.js';
 import { readImageHeader } from './imageHeader.js';
 import type { ShardStats } from './stats.js';
+import { addTarEntry } from './tarEntry.js';
 
 export interface ShardWriterOptions {
   dir: string;
@@ -29,8 +30,6 @@ export interface SampleToWrite {
   json: Record<string, unknown>;
 }
 
-const FIXED_HEADER = { mode: 0o644, uid: 0, gid: 0, uname: '', gname: '', type: 'file' as const };
-const FIXED_MTIME = new Date(0);
 
 interface OpenShard {
   index: number;
@@ -123,7 +122,7 @@ export class ShardWriter {
     const shard = this.shard;
     if (shard.keys.has(sample.key)) throw new SampleError(`sample key "${sample.key}" is already in shard ${shard.path}`);
     shard.keys.add(sample.key);
-    for (const [ext, data] of members) await addEntry(shard.pack, `${sample.key}.${ext}`, data);
+    for (const [ext, data] of members) await addTarEntry(shard.pack, `${sample.key}.${ext}`, data);
     shard.formats[sample.image.ext] = (shard.formats[sample.image.ext] ?? 0) + 1;
     const chars = [...sample.caption].length;
     const c = shard.captionChars;
@@ -236,9 +235,3 @@ export class ShardWriter {
 /** A problem with one sample's content: the writer stays usable. */
 class SampleError extends Error {}
 
-function addEntry(pack: tar.Pack, name: string, data: Buffer): Promise<void> {
-  // The callback fires once the data is in the pack's (bounded) buffer, so awaiting it is back-pressure.
-  return new Promise((resolve, reject) => {
-    pack.entry({ name, size: data.length, mtime: FIXED_MTIME, ...FIXED_HEADER }, data, (err) => (err ? reject(err) : resolve()));
-  });
-}
