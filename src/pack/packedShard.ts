@@ -5,19 +5,18 @@
 // fixed tar header fields, so the same sequences give byte-identical shards. The header member
 // is reserved at a fixed size and filled in with the shard's final counts before the rename, so
 // shards stream out without holding their sequences in memory.
-import { createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import tar from 'tar-stream';
 import { LoomError } from '../cli/errors.js';
 import type { RunConfig, Stage } from '../config/schema.js';
 import { imageTokensPerImage } from '../config/schema.js';
 import { readImageHeader } from '../shards/imageHeader.js';
 import { isValidUid, shardFileName } from '../shards/keys.js';
 import type { TextTokenizer } from '../tokenize/tokenizer.js';
-import { tempPathFor, writeJsonAtomic } from '../util/atomic.js';
+import { writeJsonAtomic } from '../util/atomic.js';
+import { SerialQueue } from '../util/serialQueue.js';
 import { encodeNpy } from './npy.js';
-import { addTarEntry } from '../shards/tarEntry.js';
+import { PendingTar } from '../shards/pendingTar.js';
 
 export const PACK_META_MEMBER = '__loom_pack__.json';
 /** Bytes reserved for the header member's JSON (space-padded, ends in a newline). */
@@ -130,10 +129,7 @@ const META_OFFSET = 512;
 
 interface OpenShard {
   index: number;
-  path: string;
-  tmp: string;
-  pack: tar.Pack;
-  closed: Promise<void>;
+  tar: PendingTar;
   meta: PackedShardMeta;
 }
 
@@ -149,9 +145,7 @@ export class PackedShardWriter {
   private shard: OpenShard | null = null;
   private readonly written: string[] = [];
   private readonly totals = { sequences: 0, documents: 0, images: 0, real_tokens: 0 };
-  private chain: Promise<void> = Promise.resolve();
-  private failed: unknown = null;
-  private closed = false;
+  private readonly queue = new SerialQueue('PackedShardWriter', (err) => err instanceof SequenceError);
 
   constructor(options: PackedShardWriterOptions) {
     const per = options.sequencesPerShard ?? 1000;
@@ -170,14 +164,13 @@ export class PackedShardWriter {
 
   /** Appends one sequence. Calls apply in order; await each for back-pressure. */
   write(sequence: PackedSequence): Promise<void> {
-    return this.enqueue(() => this.writeOne(sequence));
+    return this.queue.run(() => this.writeOne(sequence));
   }
 
   /** Finishes the open shard; returns the shards written, in order, and the totals. */
   async close(): Promise<PackedWriteSummary> {
-    await this.enqueue(async () => {
+    await this.queue.close(async () => {
       if (this.shard) await this.finishShard();
-      this.closed = true;
     });
     const t = this.totals;
     return { shards: [...this.written], ...t, fill: t.sequences === 0 ? 0 : t.real_tokens / (t.sequences * this.spec.seq_len) };
@@ -185,31 +178,10 @@ export class PackedShardWriter {
 
   /** Stops writing and removes the unfinished shard's temporary file (finished shards stay). */
   async abort(): Promise<void> {
-    this.closed = true;
-    await this.chain.catch(() => undefined);
+    await this.queue.stop();
     const open = this.shard;
     this.shard = null;
-    if (open) {
-      open.pack.destroy();
-      await open.closed.catch(() => undefined);
-      await rm(open.tmp, { force: true });
-    }
-  }
-
-  private enqueue(step: () => Promise<void>): Promise<void> {
-    const run = async () => {
-      if (this.failed) throw this.failed;
-      if (this.closed) throw new LoomError('PackedShardWriter is closed');
-      try {
-        await step();
-      } catch (err) {
-        if (!(err instanceof SequenceError)) this.failed = err;
-        throw err;
-      }
-    };
-    const result = this.chain.then(run);
-    this.chain = result.catch(() => undefined);
-    return result;
+    if (open) await open.tar.discard();
   }
 
   private async writeOne(sequence: PackedSequence): Promise<void> {
@@ -217,7 +189,7 @@ export class PackedShardWriter {
     const members = this.encode(sequence, key);
     if (!this.shard) this.shard = await this.openShard();
     const shard = this.shard;
-    for (const [ext, data] of members) await addTarEntry(shard.pack, `${key}.${ext}`, data);
+    for (const [ext, data] of members) await shard.tar.add(`${key}.${ext}`, data);
     this.nextSequence++;
     const images = sequence.docs.reduce((n, d) => n + d.images.length, 0);
     const tokens = sequence.docs.reduce((n, d) => n + d.ids.length, 0);
@@ -305,16 +277,8 @@ export class PackedShardWriter {
   }
 
   private async openShard(): Promise<OpenShard> {
-    await mkdir(this.dir, { recursive: true });
     const index = this.nextShard++;
-    const path = join(this.dir, shardFileName(index));
-    const tmp = tempPathFor(path);
-    const pack = tar.pack();
-    const out = createWriteStream(tmp);
-    const closed = new Promise<void>((resolve, reject) => {
-      pack.pipe(out, (err?: Error | null) => (err ? reject(err) : resolve()));
-    });
-    closed.catch(() => undefined); // observed in finishShard/abort
+    const tar = await PendingTar.create(join(this.dir, shardFileName(index)));
     const meta: PackedShardMeta = {
       format: PACK_FORMAT,
       version: PACK_VERSION,
@@ -327,40 +291,23 @@ export class PackedShardWriter {
       first_key: null,
       last_key: null,
     };
-    const shard: OpenShard = { index, path, tmp, pack, closed, meta };
     try {
-      await addTarEntry(pack, PACK_META_MEMBER, encodePackMeta(meta));
+      await tar.add(PACK_META_MEMBER, encodePackMeta(meta));
     } catch (err) {
-      pack.destroy();
-      await rm(tmp, { force: true });
+      await tar.discard();
       throw err;
     }
-    return shard;
+    return { index, tar, meta };
   }
 
   private async finishShard(): Promise<void> {
     const shard = this.shard!;
     this.shard = null;
-    shard.pack.finalize();
-    try {
-      await shard.closed;
-      const handle = await open(shard.tmp, 'r+');
-      try {
-        await rewriteMeta(handle, shard.meta);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(shard.tmp, shard.path);
-    } catch (err) {
-      await rm(shard.tmp, { force: true });
-      throw err;
-    }
-    const tarBytes = (await stat(shard.path)).size;
+    const tarBytes = await shard.tar.commit((file) => rewriteMeta(file, shard.meta));
     const m = shard.meta;
     const sidecar: PackedShardSidecar = { ...m, tar_bytes: tarBytes, fill: m.real_tokens / (m.sequences * m.seq_len) };
     await writeJsonAtomic(join(this.dir, packSidecarName(shard.index)), sidecar);
-    this.written.push(shard.path);
+    this.written.push(shard.tar.path);
   }
 }
 
@@ -369,7 +316,7 @@ export function packSidecarName(index: number): string {
   return `${String(index).padStart(8, '0')}_pack.json`;
 }
 
-async function rewriteMeta(handle: import('node:fs/promises').FileHandle, meta: PackedShardMeta): Promise<void> {
+async function rewriteMeta(handle: FileHandle, meta: PackedShardMeta): Promise<void> {
   // Make sure the bytes being replaced are the reserved header, not anything else.
   const head = Buffer.alloc(META_OFFSET + PACK_META_BYTES);
   await handle.read(head, 0, head.length, 0);

@@ -1,17 +1,15 @@
 // Writes samples into WebDataset shards {:08d}.tar with a {:08d}_stats.json sidecar each.
 // Each shard is written to a temporary file and renamed when complete; the bytes depend only on
 // the samples (fixed mtime/uid/gid/mode), so the same samples give byte-identical shards.
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import tar from 'tar-stream';
 import { LoomError } from '../cli/errors.js';
-import { tempPathFor, writeJsonAtomic } from '../util/atomic.js';
+import { writeJsonAtomic } from '../util/atomic.js';
+import { SerialQueue } from '../util/serialQueue.js';
 import { IMAGE_EXTS, type ImageExt } from './types.js';
 import { deriveUid, isValidUid, keyProblem, shardFileName, statsFileName } from './keys.js';
 import { readImageHeader } from './imageHeader.js';
 import type { ShardStats } from './stats.js';
-import { addTarEntry } from './tarEntry.js';
+import { PendingTar } from './pendingTar.js';
 
 export interface ShardWriterOptions {
   dir: string;
@@ -33,10 +31,7 @@ export interface SampleToWrite {
 
 interface OpenShard {
   index: number;
-  path: string;
-  tmp: string;
-  pack: tar.Pack;
-  closed: Promise<void>;
+  tar: PendingTar;
   keys: Set<string>;
   formats: Partial<Record<ImageExt, number>>;
   captionChars: { min: number; max: number; total: number };
@@ -52,9 +47,7 @@ export class ShardWriter {
   private shard: OpenShard | null = null;
   private readonly written: string[] = [];
   private total = 0;
-  private chain: Promise<void> = Promise.resolve();
-  private failed: unknown = null;
-  private closed = false;
+  private readonly queue = new SerialQueue('ShardWriter', (err) => err instanceof SampleError);
   private pendingFailures: Record<string, number> = {};
 
   constructor(options: ShardWriterOptions) {
@@ -69,7 +62,7 @@ export class ShardWriter {
 
   /** Appends one sample. Calls are applied in order; await each to respect back-pressure. */
   write(sample: SampleToWrite): Promise<void> {
-    return this.enqueue(() => this.writeOne(sample));
+    return this.queue.run(() => this.writeOne(sample));
   }
 
   /** Counts samples that failed upstream (e.g. by reason) in the stats of the shard being written. */
@@ -80,49 +73,27 @@ export class ShardWriter {
 
   /** Finishes the open shard; returns every shard path written, in order, and the sample count. */
   async close(): Promise<{ shards: string[]; samples: number }> {
-    await this.enqueue(async () => {
+    await this.queue.close(async () => {
       if (this.shard) await this.finishShard();
-      this.closed = true;
     });
     return { shards: [...this.written], samples: this.total };
   }
 
   /** Stops writing and removes the unfinished shard's temporary file (finished shards stay). */
   async abort(): Promise<void> {
-    this.closed = true;
-    await this.chain.catch(() => undefined);
+    await this.queue.stop();
     const open = this.shard;
     this.shard = null;
-    if (open) {
-      open.pack.destroy();
-      await open.closed.catch(() => undefined);
-      await rm(open.tmp, { force: true });
-    }
-  }
-
-  private enqueue(step: () => Promise<void>): Promise<void> {
-    const run = async () => {
-      if (this.failed) throw this.failed;
-      if (this.closed) throw new LoomError('ShardWriter is closed');
-      try {
-        await step();
-      } catch (err) {
-        if (!(err instanceof SampleError)) this.failed = err;
-        throw err instanceof SampleError ? new LoomError(err.message) : err;
-      }
-    };
-    const result = this.chain.then(run);
-    this.chain = result.catch(() => undefined);
-    return result;
+    if (open) await open.tar.discard();
   }
 
   private async writeOne(sample: SampleToWrite): Promise<void> {
     const { members } = this.encode(sample);
     if (!this.shard) this.shard = await this.openShard();
     const shard = this.shard;
-    if (shard.keys.has(sample.key)) throw new SampleError(`sample key "${sample.key}" is already in shard ${shard.path}`);
+    if (shard.keys.has(sample.key)) throw new SampleError(`sample key "${sample.key}" is already in shard ${shard.tar.path}`);
     shard.keys.add(sample.key);
-    for (const [ext, data] of members) await addTarEntry(shard.pack, `${sample.key}.${ext}`, data);
+    for (const [ext, data] of members) await shard.tar.add(`${sample.key}.${ext}`, data);
     shard.formats[sample.image.ext] = (shard.formats[sample.image.ext] ?? 0) + 1;
     const chars = [...sample.caption].length;
     const c = shard.captionChars;
@@ -170,20 +141,12 @@ export class ShardWriter {
   }
 
   private async openShard(): Promise<OpenShard> {
-    await mkdir(this.dir, { recursive: true });
     const index = this.nextIndex++;
-    const path = join(this.dir, shardFileName(index));
-    const tmp = tempPathFor(path);
-    const pack = tar.pack();
-    const out: WriteStream = createWriteStream(tmp);
-    const closed = new Promise<void>((resolve, reject) => {
-      pack.pipe(out, (err?: Error | null) => (err ? reject(err) : resolve()));
-    });
-    closed.catch(() => undefined); // observed in finishShard/abort
+    const tar = await PendingTar.create(join(this.dir, shardFileName(index)));
     const failures = this.pendingFailures;
     this.pendingFailures = {};
     return {
-      index, path, tmp, pack, closed,
+      index, tar,
       keys: new Set(), formats: {}, captionChars: { min: 0, max: 0, total: 0 },
       firstKey: null, lastKey: null, failures,
     };
@@ -192,20 +155,7 @@ export class ShardWriter {
   private async finishShard(): Promise<void> {
     const shard = this.shard!;
     this.shard = null;
-    shard.pack.finalize();
-    try {
-      await shard.closed;
-      const handle = await open(shard.tmp, 'r');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(shard.tmp, shard.path);
-    } catch (err) {
-      await rm(shard.tmp, { force: true });
-      throw err;
-    }
+    const tarBytes = await shard.tar.commit();
     const samples = shard.keys.size;
     const failed = Object.values(shard.failures).reduce((a, b) => a + b, 0);
     const stats: ShardStats = {
@@ -219,7 +169,7 @@ export class ShardWriter {
         version: 1,
         shard: shardFileName(shard.index),
         samples,
-        tar_bytes: (await stat(shard.path)).size,
+        tar_bytes: tarBytes,
         image_formats: shard.formats,
         caption_chars: shard.captionChars,
         first_key: shard.firstKey,
@@ -228,10 +178,10 @@ export class ShardWriter {
       },
     };
     await writeJsonAtomic(join(this.dir, statsFileName(shard.index)), stats);
-    this.written.push(shard.path);
+    this.written.push(shard.tar.path);
   }
 }
 
 /** A problem with one sample's content: the writer stays usable. */
-class SampleError extends Error {}
+class SampleError extends LoomError {}
 
