@@ -2,77 +2,15 @@
 every broken shard gives a PackedShardError naming the file, and collate's invariants hold for
 any document layout."""
 
-import io
-import json
-import tarfile
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
+from fixtures.packed_builders import EXPECT, IMAGE_ID, PAD, SEQ_LEN, SIZE, doc, jpeg, npy, sequence_members, write_shard
 from loom_compute.data import IGNORE_INDEX, PackedShardError, collate_packed, read_pack_meta, read_packed_shard
-
-IMAGE_ID, PER_IMAGE, SIZE, SEQ_LEN, PAD = 3, 4, 8, 64, 0
-SPEC = {
-    "tokenizer_sha256": "a" * 64,
-    "image_token_id": IMAGE_ID,
-    "image_tokens_per_image": PER_IMAGE,
-    "image_size": SIZE,
-    "seq_len": SEQ_LEN,
-    "stage": "pretrain",
-    "pad_id": PAD,
-    "eos_id": 2,
-}
-EXPECT = {k: SPEC[k] for k in ("tokenizer_sha256", "image_tokens_per_image", "seq_len", "stage", "image_size")}
-
-
-def npy(array) -> bytes:
-    out = io.BytesIO()
-    np.save(out, array)
-    return out.getvalue()
-
-
-def jpeg(value: int, size: int = SIZE) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (size, size), (value, 255 - value, 7)).save(out, format="JPEG", quality=95)
-    return out.getvalue()
-
-
-def doc(caption_len: int, seed: int):
-    ids = [IMAGE_ID] * PER_IMAGE + [10 + (seed + i) % 50 for i in range(caption_len)] + [2]
-    loss = [0] * PER_IMAGE + [1] * (caption_len + 1)
-    return ids, loss
-
-
-def sequence_members(key: str, docs, images=None):
-    tokens = np.array([t for d in docs for t in d[0]], dtype="<i4")
-    loss = np.array([m for d in docs for m in d[1]], dtype=np.uint8)
-    doclens = np.array([len(d[0]) for d in docs], dtype="<i4")
-    images = images if images is not None else [jpeg(40 * i % 256) for i in range(len(docs))]
-    members = {"doclens.npy": npy(doclens), "json": json.dumps({"uids": [f"{i:032x}" for i in range(len(docs))], "docs": len(docs)}).encode(), "loss.npy": npy(loss), "tokens.npy": npy(tokens)}
-    members.update({f"img{i:03d}.jpg": img for i, img in enumerate(images)})
-    return [(f"{key}.{ext}", data) for ext, data in sorted(members.items())]
-
-
-def write_shard(path, sequences, meta_overrides=None, members_override=None):
-    members = members_override or [m for key, docs in sequences for m in sequence_members(key, docs)]
-    seqs = [docs for _, docs in sequences]
-    meta = {
-        "format": "loom-packed", "version": 1, **SPEC, "shard": path.name,
-        "sequences": len(seqs), "documents": sum(len(d) for d in seqs), "images": sum(len(d) for d in seqs),
-        "real_tokens": sum(len(x[0]) for d in seqs for x in d), "first_key": None, "last_key": None,
-        **(meta_overrides or {}),
-    }
-    with tarfile.open(path, "w") as tar:
-        for name, data in [("__loom_pack__.json", json.dumps(meta).encode()), *members]:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
 
 SEQS = [("000000000", [doc(5, 0), doc(9, 1)]), ("000000001", [doc(30, 2)]), ("000000002", [doc(3, 3), doc(4, 4), doc(2, 5)])]
 

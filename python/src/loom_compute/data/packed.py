@@ -316,3 +316,74 @@ def collate_packed(
         "pixel_values": pixel_values,
         "images_per_row": torch.tensor([len(img) for img in images], dtype=torch.int64),
     }
+
+
+def check_pack_meta(path: str | Path, expect: Mapping[str, Any]) -> dict[str, Any]:
+    """The header of a packed shard after checking it against ``expect`` (as ``read_packed_shard`` does)."""
+    path = Path(path)
+    missing = [f for f in CHECKED_FIELDS if f not in expect]
+    if missing:
+        raise ValueError(f"check_pack_meta: expect lacks {', '.join(missing)}")
+    meta = read_pack_meta(path)
+    _check_meta(path, meta, expect)
+    return meta
+
+
+def read_packed_members(path: str | Path, meta: Mapping[str, Any], wanted: Iterable[int]) -> Iterator[tuple[int, str, dict[str, bytes]]]:
+    """Raw members of the sequences at the ordinals ``wanted`` (0-based, in file order), without decoding them.
+
+    For a loader that starts inside a shard: the tar is opened for random access, so sequences that
+    are not wanted cost only their 512-byte tar headers. ``meta`` is the header the caller checked
+    before (``check_pack_meta``); a shard whose header changed since is refused. After the last
+    member the number of sequences is checked against the header, so a cut-off file is caught.
+    Decode a yielded sequence with ``decode_packed_sequence``.
+    """
+    path = Path(path)
+    want = set(wanted)
+    try:
+        tar = tarfile.open(path, mode="r:")
+    except FileNotFoundError:
+        raise PackedShardError(f"{path}: no such packed shard") from None
+    except (tarfile.TarError, OSError) as exc:
+        raise PackedShardError(f"{path}: not a readable tar ({exc})") from exc
+    with tar:
+        try:
+            first = tar.next()
+            if first is None:
+                raise PackedShardError(f"{path}: empty archive, expected {META_MEMBER} as its first member")
+            header = _parse_meta(path, first, tar)
+            if header != dict(meta):
+                raise PackedShardError(f"{path}: header changed since the loader read it (shard rewritten during the run?)")
+            ordinal, key = -1, None
+            parts: dict[str, bytes] = {}
+            seen: set[str] = set()
+            for member in tar:
+                if member is first or not member.isfile():  # iterating a random-access tar starts over
+                    continue
+                base = member.name.rsplit("/", 1)[-1]
+                if "." not in base:
+                    raise PackedShardError(f"{path}: member {member.name!r} has no extension")
+                member_key, ext = base.split(".", 1)
+                if member_key != key:
+                    if ordinal in want:
+                        yield ordinal, key, parts  # type: ignore[misc]
+                    if member_key in seen:
+                        raise PackedShardError(f"{path}: members of sequence {member_key} are not together (key seen before)")
+                    seen.add(member_key)
+                    ordinal, key, parts = ordinal + 1, member_key, {}
+                if ordinal in want:
+                    if ext in parts:
+                        raise PackedShardError(f"{path}: sequence {member_key} has two {ext} members")
+                    parts[ext] = _read(path, tar, member)
+            if ordinal in want:
+                yield ordinal, key, parts  # type: ignore[misc]
+        except (tarfile.TarError, OSError) as exc:
+            raise PackedShardError(f"{path}: archive is damaged ({exc})") from exc
+    if ordinal + 1 != meta["sequences"]:
+        raise PackedShardError(f"{path}: header says sequences = {meta['sequences']} but the shard holds {ordinal + 1} (file truncated or damaged?)")
+
+
+def decode_packed_sequence(path: str | Path, key: str, parts: dict[str, bytes], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """One sequence from its raw members (as ``read_packed_members`` yields them), checked and decoded
+    like ``read_packed_shard`` does."""
+    return _sequence(Path(path), key, parts, meta)
