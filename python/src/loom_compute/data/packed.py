@@ -22,7 +22,7 @@ import io
 import json
 import re
 import tarfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +97,8 @@ def read_packed_shard(path: str | Path, expect: Mapping[str, Any]) -> Iterator[d
         meta = _parse_meta(path, first, tar)
         _check_meta(path, meta, expect)
         totals = {"sequences": 0, "documents": 0, "images": 0, "real_tokens": 0}
-        for key, parts in _group(path, members, tar):
-            sequence = _sequence(path, key, parts, meta)
+        for _, key, parts in _group(path, members, tar):
+            sequence = _sequence(path, key, parts, meta)  # type: ignore[arg-type]
             totals["sequences"] += 1
             totals["documents"] += len(sequence["doclens"])
             totals["images"] += len(sequence["images"])
@@ -158,10 +158,19 @@ def _check_meta(path: Path, meta: Mapping[str, Any], expect: Mapping[str, Any]) 
             )
 
 
-def _group(path: Path, members: Iterable[tarfile.TarInfo], tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Consecutive members with the same key, as WebDataset groups them."""
-    key: str | None = None
-    parts: dict[str, bytes] = {}
+def _group(
+    path: Path,
+    members: Iterable[tarfile.TarInfo],
+    tar: tarfile.TarFile,
+    wanted: Callable[[int], bool] | None = None,
+) -> Iterator[tuple[int, str, dict[str, bytes] | None]]:
+    """Consecutive members with the same key, as WebDataset groups them: (ordinal, key, parts).
+
+    With ``wanted``, the members of sequences whose ordinal it rejects are skipped unread and
+    their ``parts`` is None, so a reader starting mid-shard pays only for tar headers.
+    """
+    ordinal, key = -1, None
+    parts: dict[str, bytes] | None = None
     seen: set[str] = set()
     try:
         for member in members:
@@ -173,18 +182,21 @@ def _group(path: Path, members: Iterable[tarfile.TarInfo], tar: tarfile.TarFile)
             member_key, ext = base.split(".", 1)
             if member_key != key:
                 if key is not None:
-                    yield key, parts
+                    yield ordinal, key, parts
                 if member_key in seen:
                     raise PackedShardError(f"{path}: members of sequence {member_key} are not together (key seen before)")
                 seen.add(member_key)
-                key, parts = member_key, {}
+                ordinal, key = ordinal + 1, member_key
+                parts = {} if wanted is None or wanted(ordinal) else None
+            if parts is None:
+                continue
             if ext in parts:
                 raise PackedShardError(f"{path}: sequence {member_key} has two {ext} members")
             parts[ext] = _read(path, tar, member)
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, OSError) as exc:
         raise PackedShardError(f"{path}: archive is damaged after sequence {key} ({exc})") from exc
     if key is not None:
-        yield key, parts
+        yield ordinal, key, parts
 
 
 def _npy(path: Path, key: str, ext: str, data: bytes, dtype: np.dtype) -> np.ndarray:
@@ -354,33 +366,16 @@ def read_packed_members(path: str | Path, meta: Mapping[str, Any], wanted: Itera
             header = _parse_meta(path, first, tar)
             if header != dict(meta):
                 raise PackedShardError(f"{path}: header changed since the loader read it (shard rewritten during the run?)")
-            ordinal, key = -1, None
-            parts: dict[str, bytes] = {}
-            seen: set[str] = set()
-            for member in tar:
-                if member is first or not member.isfile():  # iterating a random-access tar starts over
-                    continue
-                base = member.name.rsplit("/", 1)[-1]
-                if "." not in base:
-                    raise PackedShardError(f"{path}: member {member.name!r} has no extension")
-                member_key, ext = base.split(".", 1)
-                if member_key != key:
-                    if ordinal in want:
-                        yield ordinal, key, parts  # type: ignore[misc]
-                    if member_key in seen:
-                        raise PackedShardError(f"{path}: members of sequence {member_key} are not together (key seen before)")
-                    seen.add(member_key)
-                    ordinal, key, parts = ordinal + 1, member_key, {}
-                if ordinal in want:
-                    if ext in parts:
-                        raise PackedShardError(f"{path}: sequence {member_key} has two {ext} members")
-                    parts[ext] = _read(path, tar, member)
-            if ordinal in want:
-                yield ordinal, key, parts  # type: ignore[misc]
+            count = 0
+            # Iterating a random-access tar starts over from the first member.
+            for ordinal, key, parts in _group(path, (m for m in tar if m is not first), tar, want.__contains__):
+                count += 1
+                if parts is not None:
+                    yield ordinal, key, parts
         except (tarfile.TarError, OSError) as exc:
             raise PackedShardError(f"{path}: archive is damaged ({exc})") from exc
-    if ordinal + 1 != meta["sequences"]:
-        raise PackedShardError(f"{path}: header says sequences = {meta['sequences']} but the shard holds {ordinal + 1} (file truncated or damaged?)")
+    if count != meta["sequences"]:
+        raise PackedShardError(f"{path}: header says sequences = {meta['sequences']} but the shard holds {count} (file truncated or damaged?)")
 
 
 def decode_packed_sequence(path: str | Path, key: str, parts: dict[str, bytes], meta: Mapping[str, Any]) -> dict[str, Any]:
