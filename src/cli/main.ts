@@ -5,6 +5,7 @@ import { registerConfig } from './commands/config.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerPack } from './commands/pack.js';
 import { registerSynth } from './commands/synth.js';
 import { registerUnbuilt } from './commands/unbuilt.js';
 
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerConfig(program);
   registerDoctor(program);
   registerDemo(program);
+  registerPack(program);
   registerUnbuilt(program, new Set(program.commands.map((c) => c.name())));
   return program;
 }

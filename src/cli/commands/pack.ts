@@ -1,0 +1,159 @@
+// `loom pack`: tokenize curated pre-training pairs, pack them into fixed-length sequences
+// (exact-fill by default) and write packed shards, a window at a time, resumably, across ranks.
+import type { Command } from 'commander';
+import { LoomError, EXIT_USAGE } from '../errors.js';
+import { printSummary, table } from '../output.js';
+import { startProgress } from '../progress.js';
+import { loadRunConfigFile, readJsonFile, resolveRunConfig } from '../../config/resolve.js';
+import { PRESETS, STAGES, type RunConfig } from '../../config/schema.js';
+import { DEFAULT_WINDOW, rankFromEnv, runPack, type PackSummary, type RunPackResult } from '../../pack/run.js';
+import { PACK_ALGORITHMS, type PackAlgorithm } from '../../pack/window.js';
+
+interface PackCliOptions {
+  config?: string;
+  preset?: string;
+  stage: string;
+  name: string;
+  file: string[];
+  set: string[];
+  shards?: string;
+  out: string;
+  window: string;
+  algorithm: string;
+  sequencesPerShard: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+function positiveInt(text: string, flag: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < 1) throw new LoomError(`${flag} must be a positive integer, got '${text}'`, EXIT_USAGE);
+  return n;
+}
+
+const HELP = [
+  'Tokenize each curated image-caption pair with the run\'s tokenizer and data.pretrain_template, measure its ' +
+    'document (text tokens + the stage\'s image tokens, image_grid^2), truncate or drop documents longer than ' +
+    'data.seq_len (data.overlong), pack them into sequences of at most seq_len tokens and write packed shards ' +
+    '(docs/formats.md section 6): token ids, per-document lengths, loss mask and each document\'s image as a ' +
+    'JPEG at model.vision.image_size.',
+  'Packers (--algorithm): exact-fill (default; fills ~99.9% at 4096), bfd (best-fit-decreasing baseline), ffd ' +
+    '(the original recipe: first-fit-decreasing within each 10k samples). data.max_images_per_sequence caps ' +
+    'images per sequence. Same input, config and seed give byte-identical shards (seed = config.seed + window).',
+  'Windows: the good samples, in reading order (shards in order, tar order inside), are cut into windows of ' +
+    '--window samples; each window is packed on its own with bounded memory (~100 bytes per sample plus the ' +
+    'images of the sequences in flight), so a billion-sample set streams. Bad samples are skipped, counted by ' +
+    'reason, and charged to the window of the good sample before them.',
+  'Output: OUT/config.json (the resolved config), OUT/pack-plan.json (inputs and settings; resuming with other ' +
+    'settings is refused), per window OUT/w{000000}/{00000000}.tar + _pack.json sidecars and, last, ' +
+    'OUT/w{000000}.done.json (the window\'s report), and OUT/pack.json (all windows summed) once every window is done.',
+  'Parallel and resumable: a process takes the windows w with w % WORLD_SIZE == RANK (environment variables as ' +
+    'torchrun sets them; default 0 and 1); every process reads the whole input (cheap: no image decode) but ' +
+    'packs only its windows. A window with a done file is never redone; a window directory without one (a ' +
+    'killed run) is deleted and packed again. Rerun the same command after a kill to finish.',
+  'Report: samples read, bad samples by reason, documents kept/truncated/dropped, sequences, images, real ' +
+    'tokens, efficiency (real tokens / (sequences x seq_len)), images per sequence (mean, min, max), seconds, ' +
+    'samples/s and images/s (summed over windows: seconds are per-process work time).',
+].join('\n\n');
+
+export function registerPack(program: Command): void {
+  program
+    .command('pack')
+    .summary('tokenize and pack samples into fixed-length packed shards')
+    .description(HELP)
+    .requiredOption('--out <dir>', 'output directory (created; rerun into it to resume)')
+    .option('--config <file>', 'run config JSON (e.g. runs/x/config.json); else one is resolved from --preset')
+    .option('--preset <name>', `resolve a config from this preset (one of: ${PRESETS.join(', ')}); default tiny when --config is absent`)
+    .option('--stage <stage>', `stage when resolving from a preset (${STAGES.join(', ')})`, 'pretrain')
+    .option('--name <name>', 'run name when resolving from a preset', 'run')
+    .option('--file <path>', 'partial config JSON merged over the preset (repeatable)', collect, [])
+    .option('--set <key=value>', 'override one config key, e.g. --set data.seq_len=2048 (repeatable)', collect, [])
+    .option('--shards <spec>', 'input shards: directory, file or {a..b} brace range (default: data.shards)')
+    .option('--window <n>', 'samples per window (the unit of work and of packing)', String(DEFAULT_WINDOW))
+    .option('--algorithm <name>', `packer: ${PACK_ALGORITHMS.join(', ')}`, 'exact-fill')
+    .option('--sequences-per-shard <n>', 'packed sequences per output shard', '1000')
+    .option('--quiet', 'no progress bars')
+    .option('--json', 'print the summary as JSON on stdout')
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  loom pack --preset tiny --shards data/synth/pretrain --out data/packed\n' +
+        '  loom pack --config runs/x/config.json --out data/packed --window 1000000\n' +
+        '  RANK=1 WORLD_SIZE=4 loom pack --config runs/x/config.json --out data/packed   # one of 4 processes\n',
+    )
+    .action(async (opts: PackCliOptions) => {
+      if (!(PACK_ALGORITHMS as readonly string[]).includes(opts.algorithm)) {
+        throw new LoomError(`--algorithm must be one of ${PACK_ALGORITHMS.join(', ')}, got '${opts.algorithm}'`, EXIT_USAGE);
+      }
+      const config = resolveConfig(opts);
+      const { rank, worldSize } = rankFromEnv();
+      const progress = startProgress(worldSize > 1 ? `pack rank ${rank}/${worldSize}` : 'pack', undefined, { unit: 'samples', silent: opts.quiet === true });
+      let result: RunPackResult;
+      try {
+        result = await runPack({
+          config,
+          ...(opts.shards !== undefined ? { shards: opts.shards } : {}),
+          out: opts.out,
+          window: positiveInt(opts.window, '--window'),
+          algorithm: opts.algorithm as PackAlgorithm,
+          sequencesPerShard: positiveInt(opts.sequencesPerShard, '--sequences-per-shard'),
+          rank,
+          worldSize,
+          onProgress: (done, total) => progress.update(done, total),
+        });
+      } finally {
+        progress.stop();
+      }
+      printSummary(opts, result, () => humanSummary(result));
+    });
+}
+
+function resolveConfig(opts: PackCliOptions): RunConfig {
+  if (opts.config !== undefined) {
+    if (opts.preset !== undefined || opts.file.length > 0 || opts.set.length > 0) {
+      throw new LoomError('--config cannot be combined with --preset/--file/--set (edit the config, or resolve one from a preset)', EXIT_USAGE);
+    }
+    return loadRunConfigFile(opts.config);
+  }
+  return resolveRunConfig({
+    preset: opts.preset ?? 'tiny',
+    stage: opts.stage,
+    name: opts.name,
+    overrides: opts.file.map(readJsonFile),
+    assignments: opts.set,
+  });
+}
+
+function summaryRows(s: PackSummary): Array<[string, string | number]> {
+  const d = s.documents;
+  const pct = (x: number) => `${(100 * x).toFixed(3)}%`;
+  return [
+    ['samples read', s.samples_read],
+    ['bad samples skipped', `${s.bad_samples}${s.bad_samples > 0 ? ` (${Object.entries(s.bad_reasons).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`],
+    ['documents kept', d.kept],
+    ['  truncated', `${d.truncated} (${d.truncatedTokens} caption tokens cut)`],
+    ['  dropped', `${d.droppedOverlong} overlong, ${d.droppedEmpty} empty`],
+    ['sequences', s.sequences],
+    ['images', s.images],
+    ['real tokens', s.real_tokens],
+    ['efficiency', pct(s.efficiency)],
+    ['images/sequence', `mean ${s.images_per_sequence.mean.toFixed(2)}, min ${s.images_per_sequence.min}, max ${s.images_per_sequence.max}`],
+    ['seconds', s.seconds.toFixed(2)],
+    ['samples/s', s.samples_per_s.toFixed(0)],
+    ['images/s', s.images_per_s.toFixed(0)],
+  ];
+}
+
+function humanSummary(r: RunPackResult): string {
+  const lines = [
+    `packed into ${r.out} (rank ${r.rank} of ${r.world_size}; ${r.windows} window(s): packed ${r.packed_windows.length} now, ${r.skipped_windows.length} already done)`,
+  ];
+  if (r.total) lines.push('all windows done; OUT/pack.json:', table(summaryRows(r.total)));
+  else {
+    lines.push('this process:', table(summaryRows(r.this_run)));
+    lines.push('other windows are not done yet; pack.json is written when the last one finishes');
+  }
+  return lines.join('\n');
+}

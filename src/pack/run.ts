@@ -1,0 +1,257 @@
+// `loom pack` as a library: streams the input shards once (no image decode), cuts the good
+// samples into windows of W in reading order, and packs the windows this rank owns
+// (w % worldSize == rank) that are not done yet. See docs/formats.md, "Packing a dataset".
+import { existsSync } from 'node:fs';
+import { readFile, rm, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LoomError } from '../cli/errors.js';
+import type { RunConfig } from '../config/schema.js';
+import { readShards, listShards } from '../shards/reader.js';
+import { readShardStats } from '../shards/stats.js';
+import { statsPathFor } from '../shards/keys.js';
+import { TextTokenizer } from '../tokenize/tokenizer.js';
+import { writeJsonAtomic } from '../util/atomic.js';
+import { packedSpecFor } from './packedShard.js';
+import { PretrainDocuments } from './sample.js';
+import { indexTarMembers, type MemberSpan } from './tarIndex.js';
+import {
+  emptyWindowSamples,
+  packWindow,
+  sumReports,
+  windowDirName,
+  windowDoneName,
+  type PackAlgorithm,
+  type WindowReport,
+  type WindowSamples,
+} from './window.js';
+
+export const PACK_PLAN_FILE = 'pack-plan.json';
+export const PACK_REPORT_FILE = 'pack.json';
+export const DEFAULT_WINDOW = 1_000_000;
+
+export interface RunPackOptions {
+  config: RunConfig;
+  /** Input shard spec(s); default config.data.shards. */
+  shards?: string | string[];
+  out: string;
+  window?: number;
+  algorithm?: PackAlgorithm;
+  rank?: number;
+  worldSize?: number;
+  sequencesPerShard?: number;
+  /** Called with (documents finished, total samples when the input's stats sidecars tell it). */
+  onProgress?: (done: number, total: number | undefined) => void;
+}
+
+export type PackSummary = ReturnType<typeof sumReports>;
+
+export interface RunPackResult {
+  out: string;
+  rank: number;
+  world_size: number;
+  windows: number;
+  /** Windows this rank packed in this call, and those it found done already. */
+  packed_windows: number[];
+  skipped_windows: number[];
+  /** True when every window is done (pack.json was written). */
+  complete: boolean;
+  /** This call's windows summed. */
+  this_run: PackSummary;
+  /** pack.json when complete, else null. */
+  total: PackSummary | null;
+}
+
+/** RANK and WORLD_SIZE as torchrun sets them (default 0 and 1). */
+export function rankFromEnv(env: NodeJS.ProcessEnv = process.env): { rank: number; worldSize: number } {
+  const parse = (name: string, fallback: number, min: number) => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw.trim()) || n < min) throw new LoomError(`environment ${name}: expected an integer >= ${min}, got '${raw}'`);
+    return n;
+  };
+  const rank = parse('RANK', 0, 0);
+  const worldSize = parse('WORLD_SIZE', 1, 1);
+  if (rank >= worldSize) throw new LoomError(`environment RANK ${rank} must be less than WORLD_SIZE ${worldSize}`);
+  return { rank, worldSize };
+}
+
+export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
+  const { config, out } = o;
+  const W = o.window ?? DEFAULT_WINDOW;
+  const algorithm = o.algorithm ?? 'exact-fill';
+  const rank = o.rank ?? 0;
+  const worldSize = o.worldSize ?? 1;
+  if (!Number.isSafeInteger(W) || W < 1) throw new LoomError(`window must be a positive integer, got ${W}`);
+  if (config.stage !== 'pretrain') throw new LoomError(`loom pack packs pre-training pairs; config stage is '${config.stage}'`);
+  const spec = o.shards ?? config.data.shards;
+  if (spec === null || spec === undefined) throw new LoomError('no input shards: pass --shards or set data.shards in the config');
+  const shardPaths = await listShards(spec);
+  if (config.tokenizer.path === null) throw new LoomError('tokenizer.path is null and no local LLM checkpoint names a tokenizer.json; set tokenizer.path');
+  let tokenizer: TextTokenizer;
+  let documents: PretrainDocuments;
+  try {
+    tokenizer = await TextTokenizer.load(config.tokenizer.path);
+    documents = await PretrainDocuments.create(config, tokenizer);
+  } catch (err) {
+    throw new LoomError((err as Error).message);
+  }
+  const packedSpec = packedSpecFor(config, tokenizer);
+
+  await mkdir(out, { recursive: true });
+  // Only what decides the packed bytes: another run name or training setting may resume.
+  const decides = {
+    stage: config.stage,
+    seed: config.seed,
+    image_grid: config.image_grid,
+    image_size: config.model.vision.image_size,
+    tokenizer: { ...config.tokenizer, path: null, sha256: tokenizer.sha256 },
+    data: { ...config.data, shards: null },
+  };
+  await checkPlan(out, { format: 'loom-pack-plan', version: 1, shards: shardPaths, window: W, algorithm, sequences_per_shard: o.sequencesPerShard ?? 1000, packing: decides });
+  await writeJsonAtomic(join(out, 'config.json'), config);
+
+  const total = await knownSampleCount(shardPaths);
+  let progressDone = 0;
+  const tick = (n: number) => {
+    progressDone += n;
+    o.onProgress?.(progressDone, total);
+  };
+
+  const packed: WindowReport[] = [];
+  const skipped: number[] = [];
+  let window = 0;
+  let samples = emptyWindowSamples();
+  let bad: Record<string, number> = {};
+  let good = 0;
+  let indexed = null as { shard: number; members: Map<string, MemberSpan> } | null;
+  const shardNumber = new Map(shardPaths.map((p, i) => [p, i]));
+
+  const finishWindow = async () => {
+    const mine = window % worldSize === rank;
+    const done = join(out, windowDoneName(window));
+    if (!mine) tick(samples.uid.length);
+    else if (existsSync(done)) {
+      skipped.push(window);
+      tick(samples.uid.length);
+    } else {
+      // A window directory without its done file is what a killed run left: redo it from scratch.
+      await rm(join(out, windowDirName(window)), { recursive: true, force: true });
+      packed.push(
+        await packWindow({
+          window,
+          firstSample: window * W,
+          samples,
+          badReasons: bad,
+          shardPaths,
+          config,
+          documents,
+          spec: packedSpec,
+          algorithm,
+          outDir: out,
+          ...(o.sequencesPerShard !== undefined ? { sequencesPerShard: o.sequencesPerShard } : {}),
+          onDocuments: tick,
+        }),
+      );
+    }
+    window++;
+    samples = emptyWindowSamples();
+    bad = {};
+  };
+
+  for await (const item of readShards(shardPaths)) {
+    if (item.kind === 'bad') {
+      // A bad sample belongs to the window of the good sample read before it (window 0 at the start).
+      bad[item.bad.reason] = (bad[item.bad.reason] ?? 0) + 1;
+      continue;
+    }
+    if (good > 0 && good % W === 0) await finishWindow();
+    const s = item.sample;
+    const shard = shardNumber.get(s.shard)!;
+    if (indexed?.shard !== shard) indexed = { shard, members: await indexTarMembers(s.shard) };
+    const span = imageSpan(indexed.members, s.key, s.image.data.length);
+    if (!span) {
+      bad['image_not_indexed'] = (bad['image_not_indexed'] ?? 0) + 1;
+      continue;
+    }
+    pushSample(samples, shard, span, s.uid, s.caption);
+    good++;
+  }
+  await finishWindow();
+  const windows = window;
+
+  const result: RunPackResult = {
+    out,
+    rank,
+    world_size: worldSize,
+    windows,
+    packed_windows: packed.map((r) => r.window),
+    skipped_windows: skipped,
+    complete: false,
+    this_run: sumReports(packed),
+    total: null,
+  };
+  const all = await readDoneReports(out, windows);
+  if (all) {
+    const summary = sumReports(all);
+    await writeJsonAtomic(join(out, PACK_REPORT_FILE), summary);
+    result.complete = true;
+    result.total = summary;
+  }
+  return result;
+}
+
+function pushSample(into: WindowSamples, shard: number, span: MemberSpan, uid: string, caption: string): void {
+  into.shard.push(shard);
+  into.offset.push(span.offset);
+  into.size.push(span.size);
+  into.uid.push(uid);
+  into.caption.push(caption);
+}
+
+/** The image member of a sample: its key with an image extension, of the size the reader saw. */
+function imageSpan(members: Map<string, MemberSpan>, key: string, size: number): MemberSpan | null {
+  for (const ext of ['jpg', 'jpeg', 'png', 'webp', 'JPG', 'JPEG', 'PNG', 'WEBP']) {
+    const span = members.get(`${key}.${ext}`);
+    if (span && span.size === size) return span;
+  }
+  return null;
+}
+
+/** Total good samples per the shards' _stats.json sidecars, or undefined when any is missing. */
+async function knownSampleCount(paths: string[]): Promise<number | undefined> {
+  let n = 0;
+  for (const p of paths) {
+    const stats = await readShardStats(statsPathFor(p));
+    if (!stats) return undefined;
+    n += stats.successes;
+  }
+  return n;
+}
+
+/** Every window's report, or null while some window is not done. */
+async function readDoneReports(out: string, windows: number): Promise<WindowReport[] | null> {
+  const reports: WindowReport[] = [];
+  for (let w = 0; w < windows; w++) {
+    const path = join(out, windowDoneName(w));
+    if (!existsSync(path)) return null;
+    reports.push(JSON.parse(await readFile(path, 'utf8')) as WindowReport);
+  }
+  return reports;
+}
+
+/** Refuses to resume into a directory packed with other inputs or settings. */
+async function checkPlan(out: string, plan: Record<string, unknown>): Promise<void> {
+  const path = join(out, PACK_PLAN_FILE);
+  const text = JSON.stringify(plan);
+  if (existsSync(path)) {
+    const previous = JSON.stringify(JSON.parse(await readFile(path, 'utf8')));
+    if (previous !== text) {
+      throw new LoomError(
+        `${path}: ${out} was packed with other shards, window, algorithm, config or tokenizer; pack into a new --out (or delete it to start over)`,
+      );
+    }
+    return;
+  }
+  await writeJsonAtomic(path, plan);
+}
