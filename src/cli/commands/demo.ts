@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { resolveRunConfig } from '../../config/resolve.js';
 import { imageTokensPerImage, type RunConfig } from '../../config/schema.js';
+import { runPack, type PackSummary } from '../../pack/run.js';
 import { runWorker, workerCommand, formatCommand } from '../../protocol/worker.js';
 import { listShards, readShards } from '../../shards/reader.js';
 import { inspectShards, type InspectReport } from '../../shards/inspect.js';
@@ -34,9 +35,10 @@ interface TokenStats {
   sampleTokensMean: number;
   /** Sequences needed at the config's length if packing filled them completely (a lower bound). */
   sequencesLowerBound: number;
+  seqLen: number;
 }
 
-const NOT_BUILT = ['curate', 'select', 'reshard', 'pack', 'train', 'eval'];
+const NOT_BUILT = ['curate', 'select', 'reshard', 'train', 'eval'];
 
 export function registerDemo(program: Command): void {
   program
@@ -44,7 +46,8 @@ export function registerDemo(program: Command): void {
     .description(
       'Run the pipeline, as far as it is built, on the bundled synthetic data and summarise it:\n' +
         'synth (render data) -> inspect (validate shards) -> config (resolve the tiny preset) ->\n' +
-        'tokenize (sample lengths at the stage resolution) -> the Python compute plane validates the config.\n' +
+        'tokenize (sample lengths at the stage resolution) -> the Python compute plane validates the config ->\n' +
+        'pack (exact-fill, packed shards) -> the Python training loader reads every packed batch.\n' +
         'Outputs go to OUT (data/, config.json, demo.json); a rerun renders OUT/data afresh.',
     )
     .option('--out <dir>', 'output directory', 'runs/demo')
@@ -56,7 +59,7 @@ export function registerDemo(program: Command): void {
     .action(async (opts: DemoOptions) => {
       const out = resolve(opts.out);
       const started = Date.now();
-      const step = (n: number, what: string) => process.stderr.write(`\n[${n}/5] ${what}\n`);
+      const step = (n: number, what: string) => process.stderr.write(`\n[${n}/7] ${what}\n`);
 
       step(1, 'synth: rendering scenes, captions with 30% known noise, SFT chats, benchmark');
       await clearPreviousDemoData(join(out, 'data'));
@@ -99,6 +102,19 @@ export function registerDemo(program: Command): void {
       process.stderr.write(`$ ${formatCommand(workerCommand(workerOptions))}\n`);
       const worker = await runWorker(workerOptions);
 
+      step(6, 'pack: exact-fill packing into sequences of the tiny preset, images at its input size');
+      const packedDir = join(out, 'packed');
+      await rm(packedDir, { recursive: true, force: true });
+      const packBar = startProgress('pack', manifest.pretrain.samples, { unit: 'samples' });
+      const packed = await runPack({ config, out: packedDir, onProgress: (done, total) => packBar.update(done, total) });
+      packBar.stop();
+      if (!packed.total) throw new LoomError('pack did not finish every window');
+
+      step(7, 'compute plane: the training loader reads the packed shards (headers checked against the run)');
+      const readOptions = { verb: 'read-packed', configPath, args: ['--packed', packedDir], progressLabel: 'read-packed' };
+      process.stderr.write(`$ ${formatCommand(workerCommand(readOptions))}\n`);
+      const loaderRead = await runWorker(readOptions);
+
       const summary = {
         out,
         seconds: (Date.now() - started) / 1000,
@@ -107,6 +123,8 @@ export function registerDemo(program: Command): void {
         config: { path: configPath, preset: config.preset, stage: config.stage, seq_len: config.data.seq_len },
         tokens,
         worker: worker.done,
+        pack: pickPack(packed.total),
+        loader: loaderRead.done,
         not_built_yet: NOT_BUILT,
       };
       await writeJsonAtomic(join(out, 'demo.json'), summary);
@@ -149,6 +167,19 @@ async function tokenStats(config: RunConfig, shards: string[]): Promise<TokenSta
     imageTokensPerImage: imageTokens,
     sampleTokensMean: totalTokens / Math.max(1, samples),
     sequencesLowerBound: Math.ceil(totalTokens / config.data.seq_len),
+    seqLen: config.data.seq_len,
+  };
+}
+
+function pickPack(p: PackSummary) {
+  return {
+    sequences: p.sequences,
+    documents: p.documents.kept,
+    truncated: p.documents.truncated,
+    dropped: p.documents.droppedOverlong + p.documents.droppedEmpty,
+    efficiency: p.efficiency,
+    images_per_sequence: p.images_per_sequence,
+    samples_per_second: p.samples_per_s,
   };
 }
 
@@ -160,7 +191,15 @@ function pickInspect(r: InspectReport) {
   return { shards: r.shards, samples: r.samples, bad: r.bad, formats: r.formats, samples_per_second: r.itemsPerSecond, caption_words_mean: r.captionWords.mean, image_width_mean: r.imageWidth.mean };
 }
 
-function humanSummary(s: { out: string; seconds: number; synth: { seconds: number; pretrain_samples_per_second: number } }, m: SynthManifest, r: InspectReport, t: TokenStats): string {
+interface HumanView {
+  out: string;
+  seconds: number;
+  synth: { seconds: number; pretrain_samples_per_second: number };
+  pack: ReturnType<typeof pickPack>;
+  loader: Record<string, unknown>;
+}
+
+function humanSummary(s: HumanView, m: SynthManifest, r: InspectReport, t: TokenStats): string {
   const noise = Object.entries(m.pretrain.noise).map(([k, v]) => `${k} ${v}`).join(', ');
   return [
     '',
@@ -176,6 +215,9 @@ function humanSummary(s: { out: string; seconds: number; synth: { seconds: numbe
       ['tokens per sample', `${t.textTokensMean.toFixed(1)} text (max ${t.textTokensMax}) + ${t.imageTokensPerImage} image = ${t.sampleTokensMean.toFixed(1)}`],
       ['  at full packing', `>= ${t.sequencesLowerBound} sequences`],
       ['compute plane', 'Python validated the same config (python -m loom_compute validate-config)'],
+      ['pack (exact-fill)', `${s.pack.sequences} sequences of ${t.seqLen} tokens, ${(100 * s.pack.efficiency).toFixed(2)}% filled, ${s.pack.images_per_sequence.mean.toFixed(1)} images/sequence (${s.pack.images_per_sequence.min}-${s.pack.images_per_sequence.max})`],
+      ['  documents', `${s.pack.documents} kept, ${s.pack.truncated} truncated, ${s.pack.dropped} dropped; ${s.pack.samples_per_second.toFixed(0)} samples/s`],
+      ['training loader (Python)', `read ${String(s.loader.sequences)} sequences in ${String(s.loader.batches)} batches, ${String(s.loader.images)} images, ${String(s.loader.label_tokens)} label tokens`],
       ['not built yet', NOT_BUILT.join(', ')],
     ]),
     '',

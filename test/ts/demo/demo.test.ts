@@ -24,6 +24,13 @@ test('`loom demo` runs synth -> inspect -> config -> tokenize -> Python, and its
     assert.ok(summary.tokens.textTokensMean > 3 && summary.tokens.textTokensMean <= summary.tokens.textTokensMax);
     assert.deepEqual(summary.worker, { config: join(out, 'config.json'), valid: true, name: 'demo', preset: 'tiny', stage: 'pretrain' });
     assert.ok(existsSync(join(out, 'data', 'sft', 'llava.json')) && existsSync(join(out, 'data', 'bench', 'mmbench_synth.tsv')));
+    // Packing keeps every document, and the Python training loader reads back exactly what was packed.
+    assert.equal(summary.pack.documents, 200);
+    assert.ok(summary.pack.sequences >= summary.tokens.sequencesLowerBound);
+    assert.ok(summary.pack.efficiency > 0 && summary.pack.efficiency <= 1);
+    assert.equal(summary.loader.sequences, summary.pack.sequences);
+    assert.equal(summary.loader.images, 200);
+    assert.ok(Math.abs(summary.loader.fill - summary.pack.efficiency) < 1e-9, `${summary.loader.fill} vs ${summary.pack.efficiency}`);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

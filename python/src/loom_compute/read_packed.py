@@ -1,0 +1,71 @@
+"""Verb `read-packed --config FILE --packed DIR`: the trainer's loader reads a pack, end to end.
+
+Checks every shard's header against the run (tokenizer hash, image tokens per image, seq_len,
+stage, image size), reads one epoch of micro-batches exactly as training will, and reports what
+it saw: the check that TypeScript's packed shards are what the compute plane expects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from loom_compute import protocol
+from loom_compute.config import load_run_config
+from loom_compute.data import PackedLoader
+from loom_compute.data.packed import IGNORE_INDEX
+from loom_compute.errors import LoomComputeError
+from loom_compute.verbs import Verb
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--packed", required=True, metavar="DIR", help="output directory of `loom pack` (shards in w*/)")
+
+
+def _tokenizer_sha256(config: dict[str, Any]) -> str:
+    path = config["tokenizer"]["path"]
+    if path is None:
+        raise LoomComputeError("the run config names no tokenizer.path; set it to the tokenizer.json the data was packed with")
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise LoomComputeError(f"cannot read the run's tokenizer {path}: {exc.strerror or exc}") from exc
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    config = load_run_config(args.config)
+    shards = sorted(Path(args.packed).glob("w*/*.tar"))
+    if not shards:
+        raise LoomComputeError(f"{args.packed}: no packed shards (w*/*.tar); run `loom pack` first")
+    loader = PackedLoader.for_run(config, _tokenizer_sha256(config), shards)
+    batches = len(loader)
+    sequences = real_tokens = images = targets = documents = 0
+    for done, batch in enumerate(loader, start=1):
+        sequences += int(batch["input_ids"].shape[0])
+        real_tokens += int(batch["attention_mask"].sum())
+        images += int(batch["pixel_values"].shape[0])
+        targets += int((batch["labels"] != IGNORE_INDEX).sum())
+        documents += int(batch["cu_seqlens"].numel() - 1)
+        protocol.progress(done, batches, unit="batches")
+    seq_len = int(config["data"]["seq_len"])
+    return {
+        "shards": len(shards),
+        "batches": batches,
+        "sequences": sequences,
+        "segments": documents,
+        "images": images,
+        "real_tokens": real_tokens,
+        "fill": real_tokens / (sequences * seq_len) if sequences else 0.0,
+        "label_tokens": targets,
+    }
+
+
+VERB = Verb(
+    name="read-packed",
+    help="read a pack with the training loader (checks headers against the run) and report what it holds",
+    run=run,
+    add_arguments=_add_arguments,
+    config_required=True,
+)
