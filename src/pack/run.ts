@@ -1,9 +1,10 @@
 // `loom pack` as a library: streams the input shards once (no image decode), cuts the good
 // samples into windows of W in reading order, and packs the windows this rank owns
 // (w % worldSize == rank) that are not done yet. See docs/formats.md, "Packing a dataset".
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { LoomError } from '../cli/errors.js';
 import type { RunConfig } from '../config/schema.js';
 import { readShards, listShards } from '../shards/reader.js';
@@ -13,6 +14,7 @@ import { TextTokenizer } from '../tokenize/tokenizer.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { packedSpecFor } from './packedShard.js';
 import { PretrainDocuments } from './sample.js';
+import { readSftJson, SftDocuments, sftUid, type SftRecord } from './sft.js';
 import { indexTarMembers, type MemberSpan } from './tarIndex.js';
 import {
   emptyWindowSamples,
@@ -31,6 +33,8 @@ export const DEFAULT_WINDOW = 1_000_000;
 
 export interface RunPackOptions {
   config: RunConfig;
+  /** Stage sft: the LLaVA conversation JSON; default config.data.shards when it names a .json file. */
+  sftJson?: string;
   /** Input shard spec(s); default config.data.shards. */
   shards?: string | string[];
   out: string;
@@ -83,16 +87,30 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
   const rank = o.rank ?? 0;
   const worldSize = o.worldSize ?? 1;
   if (!Number.isSafeInteger(W) || W < 1) throw new LoomError(`window must be a positive integer, got ${W}`);
-  if (config.stage !== 'pretrain') throw new LoomError(`loom pack packs pre-training pairs; config stage is '${config.stage}'`);
-  const spec = o.shards ?? config.data.shards;
-  if (spec === null || spec === undefined) throw new LoomError('no input shards: pass --shards or set data.shards in the config');
-  const shardPaths = await listShards(spec);
+  if (config.stage !== 'pretrain' && config.stage !== 'sft') throw new LoomError(`loom pack packs stage pretrain or sft; config stage is '${config.stage}'`);
+  const isSft = config.stage === 'sft';
+  let shardPaths: string[];
+  if (isSft) {
+    if (o.shards !== undefined) throw new LoomError('stage sft packs a LLaVA conversation JSON: pass --sft-json, not --shards');
+    const fromConfig = typeof config.data.shards === 'string' && config.data.shards.endsWith('.json') ? config.data.shards : undefined;
+    const json = o.sftJson ?? fromConfig;
+    if (json === undefined) throw new LoomError('stage sft packs a LLaVA conversation JSON: pass --sft-json PATH or set data.shards to a .json file');
+    if (!existsSync(json)) throw new LoomError(`--sft-json ${json}: no such file`);
+    shardPaths = [resolve(json)];
+  } else {
+    if (o.sftJson !== undefined) throw new LoomError(`--sft-json needs a stage sft config; config stage is '${config.stage}'`);
+    const spec = o.shards ?? config.data.shards;
+    if (spec === null || spec === undefined) throw new LoomError('no input shards: pass --shards or set data.shards in the config');
+    shardPaths = await listShards(spec);
+  }
   if (config.tokenizer.path === null) throw new LoomError('tokenizer.path is null and no local LLM checkpoint names a tokenizer.json; set tokenizer.path');
   let tokenizer: TextTokenizer;
-  let documents: PretrainDocuments;
+  let documents: PretrainDocuments | undefined;
+  let sftDocuments: SftDocuments | undefined;
   try {
     tokenizer = await TextTokenizer.load(config.tokenizer.path);
-    documents = await PretrainDocuments.create(config, tokenizer);
+    if (isSft) sftDocuments = await SftDocuments.create(config, tokenizer);
+    else documents = await PretrainDocuments.create(config, tokenizer);
   } catch (err) {
     throw new LoomError((err as Error).message);
   }
@@ -108,10 +126,20 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
     tokenizer: { ...config.tokenizer, path: null, sha256: tokenizer.sha256 },
     data: { ...config.data, shards: null },
   };
-  await checkPlan(out, { format: 'loom-pack-plan', version: 1, shards: shardPaths, window: W, algorithm, sequences_per_shard: o.sequencesPerShard ?? 1000, packing: decides });
+  // An edited conversation JSON must not resume into windows packed from the old one.
+  const sftSha = isSft ? { sft_json_sha256: createHash('sha256').update(await readFile(shardPaths[0]!)).digest('hex') } : {};
+  await checkPlan(out, { format: 'loom-pack-plan', version: 1, shards: shardPaths, ...sftSha, window: W, algorithm, sequences_per_shard: o.sequencesPerShard ?? 1000, packing: decides });
   await writeJsonAtomic(join(out, 'config.json'), config);
 
-  const total = await knownSampleCount(shardPaths);
+  let sftEntries: Awaited<ReturnType<typeof readSftJson>> = [];
+  if (isSft) {
+    try {
+      sftEntries = await readSftJson(shardPaths[0]!);
+    } catch (err) {
+      throw new LoomError((err as Error).message);
+    }
+  }
+  const total = isSft ? sftEntries.length : await knownSampleCount(shardPaths);
   let progressDone = 0;
   const tick = (n: number) => {
     progressDone += n;
@@ -123,6 +151,8 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
   let window = 0;
   let samples = emptyWindowSamples();
   let bad: Record<string, number> = {};
+  let sftRecords: SftRecord[] = [];
+  let sftBad: Array<{ id: string; index: number; reason: string }> = [];
   let good = 0;
   let indexed = null as { shard: number; members: Map<string, MemberSpan> } | null;
   const shardNumber = new Map(shardPaths.map((p, i) => [p, i]));
@@ -130,10 +160,12 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
   const finishWindow = async () => {
     const mine = window % worldSize === rank;
     const done = join(out, windowDoneName(window));
-    if (!mine) tick(samples.uid.length);
+    // An SFT window's malformed records count toward progress too (progress runs over file entries).
+    const entries = samples.uid.length + (isSft ? sftBad.length : 0);
+    if (!mine) tick(entries);
     else if (existsSync(done)) {
       skipped.push(window);
-      tick(samples.uid.length);
+      tick(entries);
     } else {
       // A window directory without its done file is what a killed run left: redo it from scratch.
       await rm(join(out, windowDirName(window)), { recursive: true, force: true });
@@ -145,7 +177,8 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
           badReasons: bad,
           shardPaths,
           config,
-          documents,
+          ...(documents ? { documents } : {}),
+          ...(sftDocuments ? { sft: { records: sftRecords, documents: sftDocuments }, badRecords: sftBad } : {}),
           spec: packedSpec,
           algorithm,
           outDir: out,
@@ -153,29 +186,46 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
           onDocuments: tick,
         }),
       );
+      tick(sftBad.length);
     }
     window++;
     samples = emptyWindowSamples();
     bad = {};
+    sftRecords = [];
+    sftBad = [];
   };
 
-  for await (const item of readShards(shardPaths)) {
-    if (item.kind === 'bad') {
-      // A bad sample belongs to the window of the good sample read before it (window 0 at the start).
-      bad[item.bad.reason] = (bad[item.bad.reason] ?? 0) + 1;
-      continue;
+  if (isSft) {
+    // A window is the entries [wW, (w+1)W) of the file, malformed ones included (skipped, counted).
+    for (const [i, entry] of sftEntries.entries()) {
+      if (i > 0 && i % W === 0) await finishWindow();
+      if (!entry.ok) {
+        bad[entry.bad.reason] = (bad[entry.bad.reason] ?? 0) + 1;
+        sftBad.push(entry.bad);
+        continue;
+      }
+      pushSample(samples, 0, { offset: 0, size: 0 }, sftUid(entry.record.id), '');
+      sftRecords.push(entry.record);
     }
-    if (good > 0 && good % W === 0) await finishWindow();
-    const s = item.sample;
-    const shard = shardNumber.get(s.shard)!;
-    if (indexed?.shard !== shard) indexed = { shard, members: await indexTarMembers(s.shard) };
-    const span = imageSpan(indexed.members, s.key, s.image.data.length);
-    if (!span) {
-      bad['image_not_indexed'] = (bad['image_not_indexed'] ?? 0) + 1;
-      continue;
+  } else {
+    for await (const item of readShards(shardPaths)) {
+      if (item.kind === 'bad') {
+        // A bad sample belongs to the window of the good sample read before it (window 0 at the start).
+        bad[item.bad.reason] = (bad[item.bad.reason] ?? 0) + 1;
+        continue;
+      }
+      if (good > 0 && good % W === 0) await finishWindow();
+      const s = item.sample;
+      const shard = shardNumber.get(s.shard)!;
+      if (indexed?.shard !== shard) indexed = { shard, members: await indexTarMembers(s.shard) };
+      const span = imageSpan(indexed.members, s.key, s.image.data.length);
+      if (!span) {
+        bad['image_not_indexed'] = (bad['image_not_indexed'] ?? 0) + 1;
+        continue;
+      }
+      pushSample(samples, shard, span, s.uid, s.caption);
+      good++;
     }
-    pushSample(samples, shard, span, s.uid, s.caption);
-    good++;
   }
   await finishWindow();
   const windows = window;

@@ -1,12 +1,13 @@
 // Packs one window of samples (a unit of work of `loom pack`): lengths from the captions, bins
 // from the chosen packer, then each bin's images read back by offset, prepared, and written as
 // one packed sequence, bins in order. Writes DIR/w{window}/ and, last, DIR/w{window}.done.json.
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RunConfig } from '../config/schema.js';
 import { packBestFitDecreasing, packExactFill, packFirstFitDecreasingPerShard, type PackResult } from './algorithms/index.js';
 import { PackedShardWriter, type PackedDoc, type PackedShardSpec } from './packedShard.js';
 import { addCounts, emptyCounts, prepareDocumentImage, type DocumentCounts, type DocumentTokens, type PretrainDocuments } from './sample.js';
+import type { SftDocuments, SftRecord } from './sft.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 
 export const PACK_ALGORITHMS = ['exact-fill', 'bfd', 'ffd'] as const;
@@ -17,6 +18,7 @@ export const FFD_SHARD_SIZE = 10_000;
 const LENGTH_BATCH = 10_000;
 const BINS_PER_CHUNK = 64;
 const IMAGE_CONCURRENCY = 8;
+export const MAX_BAD_RECORDS = 1000;
 
 /** The samples of one window, as read in pass 1 (no image bytes). */
 export interface WindowSamples {
@@ -37,6 +39,8 @@ export interface WindowReport {
   samples_read: number;
   bad_samples: number;
   bad_reasons: Record<string, number>;
+  /** SFT only: the malformed records skipped (at most MAX_BAD_RECORDS per window). */
+  bad_records?: Array<{ id: string; index: number; reason: string }>;
   documents: DocumentCounts;
   algorithm: string;
   sequences: number;
@@ -56,9 +60,13 @@ export interface PackWindowOptions {
   firstSample: number;
   samples: WindowSamples;
   badReasons: Record<string, number>;
+  badRecords?: Array<{ id: string; index: number; reason: string }>;
   shardPaths: string[];
   config: RunConfig;
-  documents: PretrainDocuments;
+  /** Pre-training documents; for SFT windows pass `sft` instead. */
+  documents?: PretrainDocuments;
+  /** An SFT window: its conversations, index-aligned with samples.uid (shard/offset/size/caption unused). */
+  sft?: { records: SftRecord[]; documents: SftDocuments };
   spec: PackedShardSpec;
   algorithm: PackAlgorithm;
   outDir: string;
@@ -82,8 +90,15 @@ export async function packWindow(o: PackWindowOptions): Promise<WindowReport> {
   // Lengths of every sample's document (0 = dropped), tokenized in batches.
   const lengths = new Int32Array(n);
   const counts = emptyCounts();
+  const sft = o.sft;
+  const documents = o.documents;
+  if (!sft && !documents) throw new Error('packWindow needs documents (pre-training) or sft');
+  const measure = (from: number, to: number) =>
+    sft ? sft.documents.lengths(sft.records.slice(from, to)) : documents!.lengths(o.samples.caption.slice(from, to));
+  const buildDocs = (samples: number[]) =>
+    sft ? sft.documents.build(samples.map((i) => sft.records[i]!)) : documents!.build(samples.map((i) => o.samples.caption[i]!));
   for (let from = 0; from < n; from += LENGTH_BATCH) {
-    const part = await o.documents.lengths(o.samples.caption.slice(from, from + LENGTH_BATCH));
+    const part = await measure(from, from + LENGTH_BATCH);
     lengths.set(part.lengths, from);
     addCounts(counts, part.counts);
   }
@@ -103,7 +118,7 @@ export async function packWindow(o: PackWindowOptions): Promise<WindowReport> {
   const handles = new Map<number, Promise<FileHandle>>();
   let minImages = Infinity;
   let maxImages = 0;
-  let next: Promise<{ bins: Int32Array[]; samples: number[]; docs: Array<DocumentTokens | null>; images: Buffer[] }> | null = null;
+  let next: Promise<{ bins: Int32Array[]; samples: number[]; docs: Array<DocumentTokens | null>; images: Buffer[][] }> | null = null;
   try {
     const readImage = async (i: number): Promise<Buffer> => {
       const shard = o.samples.shard[i]!;
@@ -118,11 +133,16 @@ export async function packWindow(o: PackWindowOptions): Promise<WindowReport> {
       if (bytesRead !== bytes.length) throw new Error(`${o.shardPaths[shard]}: image of uid ${o.samples.uid[i]} ends early (read ${bytesRead} of ${bytes.length} bytes)`);
       return prepareDocumentImage(o.config, bytes);
     };
+    const readImages = async (i: number): Promise<Buffer[]> => {
+      if (!sft) return [await readImage(i)];
+      const path = sft.records[i]!.image;
+      return path === null ? [] : [await prepareDocumentImage(o.config, await readFile(path))];
+    };
     const prepareChunk = async (fromBin: number) => {
       const bins = packed.bins.slice(fromBin, fromBin + BINS_PER_CHUNK);
       const samples = bins.flatMap((bin) => Array.from(bin, (j) => kept[j]!));
-      const built = await o.documents.build(samples.map((i) => o.samples.caption[i]!));
-      const images = await mapLimited(samples, IMAGE_CONCURRENCY, readImage);
+      const built = await buildDocs(samples);
+      const images = await mapLimited(samples, IMAGE_CONCURRENCY, readImages);
       return { bins, samples, docs: built.docs, images };
     };
     next = packed.bins.length > 0 ? prepareChunk(0) : null;
@@ -139,10 +159,11 @@ export async function packWindow(o: PackWindowOptions): Promise<WindowReport> {
           if (!doc || doc.ids.length !== lengths[i]) {
             throw new Error(`uid ${o.samples.uid[i]}: document has ${doc?.ids.length ?? 0} tokens when built but ${lengths[i]} when measured`);
           }
-          docs.push({ uid: o.samples.uid[i]!, ids: doc.ids, loss: doc.loss, images: [chunk.images[at]!] });
+          docs.push({ uid: o.samples.uid[i]!, ids: doc.ids, loss: doc.loss, images: chunk.images[at]! });
         }
-        minImages = Math.min(minImages, docs.length);
-        maxImages = Math.max(maxImages, docs.length);
+        const images = docs.reduce((a, d) => a + d.images.length, 0);
+        minImages = Math.min(minImages, images);
+        maxImages = Math.max(maxImages, images);
         await writer.write({ docs });
         o.onDocuments?.(docs.length);
       }
@@ -164,6 +185,7 @@ export async function packWindow(o: PackWindowOptions): Promise<WindowReport> {
     samples_read: n,
     bad_samples: Object.values(o.badReasons).reduce((a, b) => a + b, 0),
     bad_reasons: { ...o.badReasons },
+    ...(o.badRecords ? { bad_records: o.badRecords.slice(0, MAX_BAD_RECORDS) } : {}),
     documents: counts,
     algorithm: packed.algorithm,
     sequences: written.sequences,
@@ -228,6 +250,7 @@ export function sumReports(reports: WindowReport[]): Omit<WindowReport, 'window'
     algorithm: [...new Set(reports.map((r) => r.algorithm))],
     ...t,
     bad_reasons: badReasons,
+    ...(reports.some((r) => r.bad_records) ? { bad_records: reports.flatMap((r) => r.bad_records ?? []).slice(0, MAX_BAD_RECORDS) } : {}),
     documents,
     efficiency: t.capacity_tokens === 0 ? 0 : t.real_tokens / t.capacity_tokens,
     images_per_sequence: { mean: t.sequences === 0 ? 0 : t.images / t.sequences, min: t.sequences === 0 ? 0 : min, max },

@@ -14,8 +14,6 @@ from typing import Any
 
 from loom_compute import protocol
 from loom_compute.config import load_run_config
-from loom_compute.data import PackedLoader
-from loom_compute.data.packed import IGNORE_INDEX
 from loom_compute.errors import LoomComputeError
 from loom_compute.verbs import Verb
 
@@ -35,6 +33,10 @@ def _tokenizer_sha256(config: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    # Imported here: the verb table must load without torch, so `doctor` can report a broken one.
+    from loom_compute.data import PackedLoader
+    from loom_compute.data.packed import IGNORE_INDEX
+
     config = load_run_config(args.config)
     shards = sorted(Path(args.packed).glob("w*/*.tar"))
     if not shards:

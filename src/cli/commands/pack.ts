@@ -17,6 +17,7 @@ interface PackCliOptions {
   file: string[];
   set: string[];
   shards?: string;
+  sftJson?: string;
   out: string;
   window: string;
   algorithm: string;
@@ -53,6 +54,13 @@ const HELP = [
     'torchrun sets them; default 0 and 1); every process reads the whole input (cheap: no image decode) but ' +
     'packs only its windows. A window with a done file is never redone; a window directory without one (a ' +
     'killed run) is deleted and packed again. Rerun the same command after a kill to finish.',
+  'SFT (--stage sft, or a stage sft --config): packs a LLaVA conversation JSON (--sft-json PATH, default ' +
+    'data.shards when it names a .json file; image paths relative to the JSON\'s folder) with the same packers into ' +
+    'the same format with stage \'sft\' in the header. Each conversation is rendered with the ChatML template and ' +
+    'system prompt "You are a helpful assistant."; its image (the <image> placeholder of the first human turn) ' +
+    'expands to image_grid^2 tokens; the loss mask is 1 exactly on assistant answers and their <|im_end|>. ' +
+    'Overlong conversations lose whole trailing turn pairs (data.overlong truncate) or are dropped. A window is ' +
+    'the conversations [wW, (w+1)W) in file order; malformed records are skipped and listed (id, reason).',
   'Report: samples read, bad samples by reason, documents kept/truncated/dropped, sequences, images, real ' +
     'tokens, efficiency (real tokens / (sequences x seq_len)), images per sequence (mean, min, max), seconds, ' +
     'samples/s and images/s (summed over windows: seconds are per-process work time).',
@@ -71,6 +79,7 @@ export function registerPack(program: Command): void {
     .option('--file <path>', 'partial config JSON merged over the preset (repeatable)', collect, [])
     .option('--set <key=value>', 'override one config key, e.g. --set data.seq_len=2048 (repeatable)', collect, [])
     .option('--shards <spec>', 'input shards: directory, file or {a..b} brace range (default: data.shards)')
+    .option('--sft-json <path>', 'stage sft: the LLaVA conversation JSON to pack (default: data.shards when it ends in .json)')
     .option('--window <n>', 'samples per window (the unit of work and of packing)', String(DEFAULT_WINDOW))
     .option('--algorithm <name>', `packer: ${PACK_ALGORITHMS.join(', ')}`, 'exact-fill')
     .option('--sequences-per-shard <n>', 'packed sequences per output shard', '1000')
@@ -81,6 +90,7 @@ export function registerPack(program: Command): void {
       '\nExamples:\n' +
         '  loom pack --preset tiny --shards data/synth/pretrain --out data/packed\n' +
         '  loom pack --config runs/x/config.json --out data/packed --window 1000000\n' +
+        '  loom pack --preset tiny --stage sft --sft-json data/synth/sft/llava.json --out data/packed-sft\n' +
         '  RANK=1 WORLD_SIZE=4 loom pack --config runs/x/config.json --out data/packed   # one of 4 processes\n',
     )
     .action(async (opts: PackCliOptions) => {
@@ -95,6 +105,7 @@ export function registerPack(program: Command): void {
         result = await runPack({
           config,
           ...(opts.shards !== undefined ? { shards: opts.shards } : {}),
+          ...(opts.sftJson !== undefined ? { sftJson: opts.sftJson } : {}),
           out: opts.out,
           window: positiveInt(opts.window, '--window'),
           algorithm: opts.algorithm as PackAlgorithm,

@@ -1,0 +1,293 @@
+// Instruction-tuning conversations (LLaVA conversation JSON) as packed documents: the same packer
+// and packed format as pre-training, with `stage: 'sft'` and loss on assistant turns only.
+//
+// Rules (docs/formats.md, "SFT documents"):
+// - Template (Qwen ChatML variant, as the recipe's SFT): "<|im_start|>system\n" + SFT_SYSTEM_PROMPT +
+//   "<|im_end|>\n", then per turn "<|im_start|>user\n{value}<|im_end|>\n" or
+//   "<|im_start|>assistant\n{value}<|im_end|>\n". Each fixed piece and each value is tokenized on
+//   its own and the ids concatenated (pieces meet at special tokens or newlines).
+// - Image: the first "<image>" in the first human turn is the placeholder (prepended when the
+//   record has an image but no placeholder). As LLaVA's preprocess does, it is removed, the value
+//   is trimmed, and the user content becomes image + "\n" + value; the image expands to
+//   image_grid^2 image-token ids.
+// - Values cannot add structure: every literal image, <|im_start|>, eos (<|im_end|>) or pad token
+//   string left in a value is removed (sample.ts escapeCaption) and counted.
+// - Loss mask: 1 on each assistant value's tokens and on its closing <|im_end|>; 0 on the system
+//   block, user turns, role headers, image tokens and the "\n" after every <|im_end|> (the model
+//   should learn to stop, not what follows the stop).
+// - Overlong (> seq_len): 'truncate' drops whole trailing (user, assistant) turn pairs until it
+//   fits, keeping at least the first pair; if the first pair alone does not fit, or data.overlong
+//   is 'drop', the conversation is dropped. A conversation whose assistant values are all empty
+//   after escaping is dropped as empty.
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import type { RunConfig } from '../config/schema.js';
+import { imageTokensPerImage } from '../config/schema.js';
+import type { TextTokenizer } from '../tokenize/tokenizer.js';
+import { emptyCounts, escapeCaption, type DocumentCounts, type DocumentTokens } from './sample.js';
+
+/** The system prompt of every SFT document (the recipe's Qwen ChatML default). */
+export const SFT_SYSTEM_PROMPT = 'You are a helpful assistant.';
+export const IM_START = '<|im_start|>';
+
+export interface SftTurn {
+  role: 'user' | 'assistant';
+  value: string;
+}
+
+/** One well-formed conversation: turns alternate user/assistant, starting with user, in pairs. */
+export interface SftRecord {
+  id: string;
+  /** Absolute path of the image, or null for a text-only conversation. */
+  image: string | null;
+  turns: SftTurn[];
+}
+
+export interface SftBadRecord {
+  id: string;
+  index: number;
+  reason: string;
+}
+
+export type SftEntry = { ok: true; record: SftRecord } | { ok: false; bad: SftBadRecord };
+
+/**
+ * Validates one LLaVA record. Image paths are relative to `baseDir` (the JSON's folder). Reasons
+ * are short snake_case words (they key the window's bad_reasons) and the detail names the field.
+ */
+export function parseSftRecord(raw: unknown, index: number, baseDir: string, checkImage = true): SftEntry {
+  const bad = (id: string, reason: string): SftEntry => ({ ok: false, bad: { id, index, reason } });
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return bad(`#${index}`, 'not_an_object');
+  const r = raw as Record<string, unknown>;
+  const id = typeof r.id === 'string' && r.id.length > 0 ? r.id : typeof r.id === 'number' ? String(r.id) : null;
+  if (id === null) return bad(`#${index}`, 'missing_id');
+  let image: string | null = null;
+  if (r.image !== undefined && r.image !== null) {
+    if (typeof r.image !== 'string' || r.image.length === 0) return bad(id, 'image_not_a_string');
+    image = isAbsolute(r.image) ? r.image : resolve(baseDir, r.image);
+    if (checkImage && !existsSync(image)) return bad(id, 'image_missing');
+  }
+  if (!Array.isArray(r.conversations) || r.conversations.length === 0) return bad(id, 'no_conversations');
+  if (r.conversations.length % 2 !== 0) return bad(id, 'unpaired_turn');
+  const turns: SftTurn[] = [];
+  for (const [i, t] of (r.conversations as unknown[]).entries()) {
+    if (t === null || typeof t !== 'object') return bad(id, 'turn_not_an_object');
+    const { from, value } = t as Record<string, unknown>;
+    const expected = i % 2 === 0 ? 'human' : 'gpt';
+    if (from !== expected) return bad(id, 'turns_not_alternating_human_gpt');
+    if (typeof value !== 'string') return bad(id, 'turn_value_not_a_string');
+    turns.push({ role: i % 2 === 0 ? 'user' : 'assistant', value });
+  }
+  return { ok: true, record: { id, image, turns } };
+}
+
+/** Every entry of a LLaVA conversation JSON in file order; only an unreadable file is fatal. */
+export async function readSftJson(path: string): Promise<SftEntry[]> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new Error(`${path}: cannot read LLaVA conversation JSON (${(err as Error).message})`);
+  }
+  if (!Array.isArray(raw)) throw new Error(`${path}: expected a JSON array of conversations, got ${typeof raw}`);
+  const baseDir = dirname(resolve(path));
+  const seen = new Set<string>();
+  return raw.map((r, i) => {
+    const entry = parseSftRecord(r, i, baseDir);
+    if (!entry.ok) return entry;
+    // The packed uid is derived from the id, so an id must name one conversation.
+    if (seen.has(entry.record.id)) return { ok: false, bad: { id: entry.record.id, index: i, reason: 'duplicate_id' } };
+    seen.add(entry.record.id);
+    return entry;
+  });
+}
+
+/** The packed shard uid of a conversation: md5 of its id (32 lowercase hex, as the format requires). */
+export function sftUid(id: string): string {
+  return createHash('md5').update(id, 'utf8').digest('hex');
+}
+
+/** Removes the first <image> placeholder from the first user value, as LLaVA's preprocessing does. */
+export function stripImagePlaceholder(value: string, imageToken: string): string {
+  const at = value.indexOf(imageToken);
+  if (at < 0) return value.trim();
+  return (value.slice(0, at) + value.slice(at + imageToken.length)).trim();
+}
+
+interface SftLayout {
+  system: Int32Array;
+  userHead: Int32Array;
+  assistantHead: Int32Array;
+  imEnd: number;
+  newline: Int32Array;
+  imageTokenId: number;
+  imageTokensPerImage: number;
+  seqLen: number;
+  overlong: 'truncate' | 'drop';
+  escaped: string[];
+}
+
+/** A conversation's values tokenized; pair k = (user turn 2k, assistant turn 2k+1). */
+interface TokenizedConversation {
+  record: SftRecord;
+  values: Int32Array[];
+  escapedImageTokens: number;
+  escapedOtherTokens: number;
+}
+
+export type SftOutcome = 'kept' | 'truncated' | 'dropped_overlong' | 'dropped_empty';
+
+/** Builds SFT documents for one run (stage sft config). */
+export class SftDocuments {
+  private constructor(
+    readonly layout: SftLayout,
+    private readonly tokenizer: TextTokenizer,
+  ) {}
+
+  static async create(config: RunConfig, tokenizer: TextTokenizer): Promise<SftDocuments> {
+    const { image_token: imageToken, eos_token: eos, pad_token: pad } = config.tokenizer;
+    if (eos !== '<|im_end|>') throw new Error(`SFT documents use the ChatML template, which ends turns with <|im_end|>; tokenizer.eos_token is ${JSON.stringify(eos)}`);
+    tokenizer.tokenId(IM_START);
+    const [system, userHead, assistantHead, newline] = (
+      await tokenizer.encodeBatch([`${IM_START}system\n${SFT_SYSTEM_PROMPT}<|im_end|>\n`, `${IM_START}user\n`, `${IM_START}assistant\n`, '\n'])
+    ).map((ids) => Int32Array.from(ids)) as [Int32Array, Int32Array, Int32Array, Int32Array];
+    const layout: SftLayout = {
+      system,
+      userHead,
+      assistantHead,
+      imEnd: tokenizer.tokenId(eos),
+      newline,
+      imageTokenId: tokenizer.tokenId(imageToken),
+      imageTokensPerImage: imageTokensPerImage(config),
+      seqLen: config.data.seq_len,
+      overlong: config.data.overlong,
+      // The image token first: tokenize() counts its removals apart.
+      escaped: [...new Set([imageToken, IM_START, eos, pad])],
+    };
+    return new SftDocuments(layout, tokenizer);
+  }
+
+  private async tokenize(records: readonly SftRecord[]): Promise<TokenizedConversation[]> {
+    const imageToken = this.layout.escaped[0]!;
+    const texts: string[] = [];
+    const escapes: Array<{ image: number; other: number }> = [];
+    for (const r of records) {
+      let image = 0;
+      let other = 0;
+      r.turns.forEach((t, i) => {
+        const value = i === 0 && r.image !== null ? stripImagePlaceholder(t.value, imageToken) : t.value;
+        const e = escapeCaption(value, this.layout.escaped);
+        image += e.removed[0]!;
+        other += e.removed.reduce((a, b) => a + b, 0) - e.removed[0]!;
+        texts.push(e.text);
+      });
+      escapes.push({ image, other });
+    }
+    const encoded = await this.tokenizer.encodeBatch(texts);
+    let next = 0;
+    return records.map((record, k) => {
+      const values = record.turns.map(() => {
+        const ids = Int32Array.from(encoded[next++]!);
+        if (ids.includes(this.layout.imageTokenId)) throw new Error(`conversation ${record.id}: a value still tokenizes to the image token after escaping`);
+        return ids;
+      });
+      return { record, values, escapedImageTokens: escapes[k]!.image, escapedOtherTokens: escapes[k]!.other };
+    });
+  }
+
+  /** Tokens of pair k (user + assistant turn, with headers and closers); the image goes in pair 0. */
+  private pairLength(c: TokenizedConversation, k: number): number {
+    const L = this.layout;
+    const image = k === 0 && c.record.image !== null ? L.imageTokensPerImage + L.newline.length : 0;
+    const closer = 1 + L.newline.length;
+    return L.userHead.length + image + c.values[2 * k]!.length + closer + L.assistantHead.length + c.values[2 * k + 1]!.length + closer;
+  }
+
+  /** How many pairs are kept (0 = dropped), the outcome, and the packed length. */
+  private plan(c: TokenizedConversation): { pairs: number; outcome: SftOutcome; length: number; cut: number } {
+    const pairs = c.values.length / 2;
+    let hasAnswer = false;
+    for (let k = 0; k < pairs; k++) if (c.values[2 * k + 1]!.length > 0) hasAnswer = true;
+    if (!hasAnswer) return { pairs: 0, outcome: 'dropped_empty', length: 0, cut: 0 };
+    const lengths = Array.from({ length: pairs }, (_, k) => this.pairLength(c, k));
+    const full = this.layout.system.length + lengths.reduce((a, b) => a + b, 0);
+    if (full <= this.layout.seqLen) return { pairs, outcome: 'kept', length: full, cut: 0 };
+    if (this.layout.overlong === 'drop') return { pairs: 0, outcome: 'dropped_overlong', length: 0, cut: 0 };
+    let keep = pairs;
+    let length = full;
+    while (keep > 1 && length > this.layout.seqLen) length -= lengths[--keep]!;
+    if (length > this.layout.seqLen) return { pairs: 0, outcome: 'dropped_overlong', length: 0, cut: 0 };
+    return { pairs: keep, outcome: 'truncated', length, cut: full - length };
+  }
+
+  private count(counts: DocumentCounts, c: TokenizedConversation, p: ReturnType<SftDocuments['plan']>): void {
+    counts.documents++;
+    counts.escapedImageTokens += c.escapedImageTokens;
+    counts.escapedOtherTokens += c.escapedOtherTokens;
+    if (p.outcome === 'kept') counts.kept++;
+    else if (p.outcome === 'truncated') {
+      counts.truncated++;
+      counts.truncatedTokens += p.cut;
+    } else if (p.outcome === 'dropped_overlong') counts.droppedOverlong++;
+    else counts.droppedEmpty++;
+  }
+
+  /** Packed length of each conversation's document (0 = dropped) and the counts, without building ids. */
+  async lengths(records: readonly SftRecord[]): Promise<{ lengths: Int32Array; counts: DocumentCounts }> {
+    const counts = emptyCounts();
+    const tokenized = await this.tokenize(records);
+    const lengths = Int32Array.from(tokenized, (c) => {
+      const p = this.plan(c);
+      this.count(counts, c, p);
+      return p.length;
+    });
+    return { lengths, counts };
+  }
+
+  /** Each conversation's document (null = dropped, see counts) in input order. */
+  async build(records: readonly SftRecord[]): Promise<{ docs: Array<DocumentTokens | null>; counts: DocumentCounts }> {
+    const counts = emptyCounts();
+    const tokenized = await this.tokenize(records);
+    const docs = tokenized.map((c) => {
+      const p = this.plan(c);
+      this.count(counts, c, p);
+      return p.pairs === 0 ? null : this.assemble(c, p.pairs, p.length, p.cut);
+    });
+    return { docs, counts };
+  }
+
+  private assemble(c: TokenizedConversation, pairs: number, length: number, cut: number): DocumentTokens {
+    const L = this.layout;
+    const ids = new Int32Array(length);
+    const loss = new Uint8Array(length);
+    let at = 0;
+    const put = (piece: Int32Array, trained: 0 | 1) => {
+      ids.set(piece, at);
+      if (trained) loss.fill(1, at, at + piece.length);
+      at += piece.length;
+    };
+    const closeTurn = (trained: 0 | 1) => {
+      ids[at] = L.imEnd;
+      loss[at++] = trained;
+      put(L.newline, 0);
+    };
+    put(L.system, 0);
+    for (let k = 0; k < pairs; k++) {
+      put(L.userHead, 0);
+      if (k === 0 && c.record.image !== null) {
+        ids.fill(L.imageTokenId, at, at + L.imageTokensPerImage);
+        at += L.imageTokensPerImage;
+        put(L.newline, 0);
+      }
+      put(c.values[2 * k]!, 0);
+      closeTurn(0);
+      put(L.assistantHead, 0);
+      put(c.values[2 * k + 1]!, 1);
+      closeTurn(1);
+    }
+    if (at !== length) throw new Error(`conversation ${c.record.id}: assembled ${at} tokens but measured ${length}`);
+    return { ids, loss, truncatedTokens: cut };
+  }
+}
