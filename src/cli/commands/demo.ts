@@ -47,7 +47,8 @@ export function registerDemo(program: Command): void {
       'Run the pipeline, as far as it is built, on the bundled synthetic data and summarise it:\n' +
         'synth (render data) -> inspect (validate shards) -> config (resolve the tiny preset) ->\n' +
         'tokenize (sample lengths at the stage resolution) -> the Python compute plane validates the config ->\n' +
-        'pack (exact-fill, packed shards) -> the Python training loader reads every packed batch.\n' +
+        'pack (exact-fill, packed shards) -> the Python training loader reads every packed batch ->\n' +
+        'pack the SFT conversations (stage sft, more tokens per image).\n' +
         'Outputs go to OUT (data/, config.json, demo.json); a rerun renders OUT/data afresh.',
     )
     .option('--out <dir>', 'output directory', 'runs/demo')
@@ -59,7 +60,7 @@ export function registerDemo(program: Command): void {
     .action(async (opts: DemoOptions) => {
       const out = resolve(opts.out);
       const started = Date.now();
-      const step = (n: number, what: string) => process.stderr.write(`\n[${n}/7] ${what}\n`);
+      const step = (n: number, what: string) => process.stderr.write(`\n[${n}/8] ${what}\n`);
 
       step(1, 'synth: rendering scenes, captions with 30% known noise, SFT chats, benchmark');
       await clearPreviousDemoData(join(out, 'data'));
@@ -115,6 +116,15 @@ export function registerDemo(program: Command): void {
       process.stderr.write(`$ ${formatCommand(workerCommand(readOptions))}\n`);
       const loaderRead = await runWorker(readOptions);
 
+      step(8, 'pack SFT: the LLaVA conversations at the SFT resolution, loss on assistant turns only');
+      const sftConfig = resolveRunConfig({ preset: 'tiny', stage: 'sft', name: 'demo-sft' });
+      const sftDir = join(out, 'packed-sft');
+      await rm(sftDir, { recursive: true, force: true });
+      const sftBar = startProgress('pack sft', manifest.sft.conversations, { unit: 'chats' });
+      const sftPacked = await runPack({ config: sftConfig, sftJson: join(out, 'data', 'sft', 'llava.json'), out: sftDir, onProgress: (done, total) => sftBar.update(done, total) });
+      sftBar.stop();
+      if (!sftPacked.total) throw new LoomError('SFT pack did not finish every window');
+
       const summary = {
         out,
         seconds: (Date.now() - started) / 1000,
@@ -125,6 +135,7 @@ export function registerDemo(program: Command): void {
         worker: worker.done,
         pack: pickPack(packed.total),
         loader: loaderRead.done,
+        pack_sft: { ...pickPack(sftPacked.total), image_tokens_per_image: imageTokensPerImage(sftConfig) },
         not_built_yet: NOT_BUILT,
       };
       await writeJsonAtomic(join(out, 'demo.json'), summary);
@@ -197,6 +208,7 @@ interface HumanView {
   synth: { seconds: number; pretrain_samples_per_second: number };
   pack: ReturnType<typeof pickPack>;
   loader: Record<string, unknown>;
+  pack_sft: ReturnType<typeof pickPack> & { image_tokens_per_image: number };
 }
 
 function humanSummary(s: HumanView, m: SynthManifest, r: InspectReport, t: TokenStats): string {
@@ -217,6 +229,7 @@ function humanSummary(s: HumanView, m: SynthManifest, r: InspectReport, t: Token
       ['compute plane', 'Python validated the same config (python -m loom_compute validate-config)'],
       ['pack (exact-fill)', `${s.pack.sequences} sequences of ${t.seqLen} tokens, ${(100 * s.pack.efficiency).toFixed(2)}% filled, ${s.pack.images_per_sequence.mean.toFixed(1)} images/sequence (${s.pack.images_per_sequence.min}-${s.pack.images_per_sequence.max})`],
       ['  documents', `${s.pack.documents} kept, ${s.pack.truncated} truncated, ${s.pack.dropped} dropped; ${s.pack.samples_per_second.toFixed(0)} samples/s`],
+      ['pack SFT', `${s.pack_sft.documents} conversations -> ${s.pack_sft.sequences} sequences, ${(100 * s.pack_sft.efficiency).toFixed(2)}% filled, ${s.pack_sft.image_tokens_per_image} tokens per image`],
       ['training loader (Python)', `read ${String(s.loader.sequences)} sequences in ${String(s.loader.batches)} batches, ${String(s.loader.images)} images, ${String(s.loader.label_tokens)} label tokens`],
       ['not built yet', NOT_BUILT.join(', ')],
     ]),

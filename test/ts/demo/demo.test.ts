@@ -31,6 +31,8 @@ test('`loom demo` runs synth -> inspect -> config -> tokenize -> Python, and its
     assert.equal(summary.loader.sequences, summary.pack.sequences);
     assert.equal(summary.loader.images, 200);
     assert.ok(Math.abs(summary.loader.fill - summary.pack.efficiency) < 1e-9, `${summary.loader.fill} vs ${summary.pack.efficiency}`);
+    assert.equal(summary.pack_sft.documents, 10, 'every SFT conversation is packed');
+    assert.equal(summary.pack_sft.image_tokens_per_image, 64);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
