@@ -12,14 +12,12 @@ import { runSynth } from '../../../../src/synth/generate.js';
 import { EVEN_MIX } from '../../../../src/synth/noise.js';
 import { resolveRunConfig } from '../../../../src/config/resolve.js';
 import type { RunConfig } from '../../../../src/config/schema.js';
-import { readTarMembers } from '../../../../src/shards/tarMembers.js';
-import { decodeNpy } from '../../../../src/pack/npy.js';
-import { PACK_META_MEMBER } from '../../../../src/pack/packedShard.js';
 import { TextTokenizer } from '../../../../src/tokenize/tokenizer.js';
 import { readImageHeader } from '../../../../src/shards/imageHeader.js';
 import { runPack } from '../../../../src/pack/run.js';
 import { SFT_SYSTEM_PROMPT, sftUid } from '../../../../src/pack/sft.js';
 import { repoRoot } from '../../../../src/util/paths.js';
+import { packedFiles, readPacked } from '../packedOutput.js';
 
 const run = promisify(execFile);
 const loom = (args: string[]) => run(process.execPath, [join(repoRoot(), 'bin', 'loom.js'), ...args], { maxBuffer: 1 << 24 });
@@ -80,47 +78,24 @@ interface Doc {
 }
 
 async function readDocs(out: string): Promise<{ docs: Doc[]; meta: Array<Record<string, unknown>>; files: Map<string, Buffer> }> {
-  const docs: Doc[] = [];
-  const meta: Array<Record<string, unknown>> = [];
-  const files = new Map<string, Buffer>();
+  const { sequences, meta } = await readPacked(out);
   const perImage = 64;
-  for (const w of (await readdir(out)).filter((n) => /^w\d{6}$/.test(n)).sort()) {
-    for (const name of (await readdir(join(out, w))).sort()) {
-      files.set(`${w}/${name}`, await readFile(join(out, w, name)));
-      if (!name.endsWith('.tar')) continue;
-      const byKey = new Map<string, Map<string, Buffer>>();
-      for await (const m of readTarMembers(join(out, w, name))) {
-        if (m.type === 'end') continue;
-        if (m.name === PACK_META_MEMBER) {
-          meta.push(JSON.parse(m.data.toString('utf8')));
-          continue;
-        }
-        const dot = m.name.indexOf('.');
-        const key = m.name.slice(0, dot);
-        if (!byKey.has(key)) byKey.set(key, new Map());
-        byKey.get(key)!.set(m.name.slice(dot + 1), m.data);
-      }
-      for (const parts of byKey.values()) {
-        const tokens = decodeNpy(parts.get('tokens.npy')!) as Int32Array;
-        const loss = decodeNpy(parts.get('loss.npy')!) as Uint8Array;
-        const doclens = decodeNpy(parts.get('doclens.npy')!) as Int32Array;
-        const uids = (JSON.parse(parts.get('json')!.toString('utf8')) as { uids: string[] }).uids;
-        const images = [...parts.keys()].filter((e) => /^img\d+\.jpg$/.test(e)).sort().map((e) => parts.get(e)!);
-        let at = 0;
-        let img = 0;
-        doclens.forEach((len, d) => {
-          const ids = tokens.subarray(at, at + len);
-          // Image runs in a document are whole images; the sequence's images are in order.
-          const count = ids.filter((t) => t === meta.at(-1)!.image_token_id).length / perImage;
-          docs.push({ uid: uids[d]!, ids, loss: loss.subarray(at, at + len), images: images.slice(img, img + count) });
-          img += count;
-          at += len;
-        });
-        assert.equal(img, images.length);
-      }
-    }
+  const docs: Doc[] = [];
+  for (const { tokens, loss, doclens, uids, images } of sequences) {
+    const imageTokenId = meta[0]!.image_token_id;
+    let at = 0;
+    let img = 0;
+    doclens.forEach((len, d) => {
+      const ids = tokens.subarray(at, at + len);
+      // Image runs in a document are whole images; the sequence's images are in order.
+      const count = ids.filter((t) => t === imageTokenId).length / perImage;
+      docs.push({ uid: uids[d]!, ids, loss: loss.subarray(at, at + len), images: images.slice(img, img + count) });
+      img += count;
+      at += len;
+    });
+    assert.equal(img, images.length);
   }
-  return { docs, meta, files };
+  return { docs, meta, files: await packedFiles(out) };
 }
 
 /** The ChatML text a conversation must decode to (written out here, independently of sft.ts). */
