@@ -9,7 +9,6 @@ compared with their sources, and collate_packed is checked against the document 
 import hashlib
 import io
 import json
-import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -20,22 +19,15 @@ import torch
 from PIL import Image
 from tokenizers import Tokenizer
 
+from fixtures.node import LOOM, NODE, REPO, run_node
 from loom_compute.data import IGNORE_INDEX, PackedShardError, collate_packed, expectations, read_pack_meta, read_packed_shard
 
-REPO = Path(__file__).resolve().parents[2]
-NODE = shutil.which("node")
 FIXTURE = REPO / "dist" / "test" / "ts" / "pack" / "format" / "fixture.js"
-LOOM = REPO / "bin" / "loom.js"
 SEQ_LEN = 160
 PER_SHARD = 4
 
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
 
-
-def run_node(*args: str) -> str:
-    done = subprocess.run([NODE, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.fixture(scope="module")

@@ -9,27 +9,18 @@ llava.json, conversation by conversation.
 
 import hashlib
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from fixtures.node import LOOM, NODE, REPO, run_node
 from loom_compute.data import IGNORE_INDEX, collate_packed, expectations, read_packed_shard
 
-REPO = Path(__file__).resolve().parents[2]
-NODE = shutil.which("node")
-LOOM = REPO / "bin" / "loom.js"
 
 pytestmark = pytest.mark.skipif(NODE is None or not (REPO / "dist" / "src").exists(), reason="node or the built CLI is missing")
 
-
-def run_node(*args: str) -> str:
-    done = subprocess.run([NODE, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.fixture(scope="module")

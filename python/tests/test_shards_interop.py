@@ -3,7 +3,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
