@@ -6,7 +6,6 @@ side prepared them. Runs the compiled TS through node on images made here with n
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
+from fixtures.node import REPO, run_compiled_module
+
 IMAGE_MODULE = REPO / "dist" / "src" / "images" / "image.js"
 
 # (width, height, size): reductions, enlargements, mixed (one axis each way), extreme aspect, tiny.
@@ -69,15 +69,7 @@ def photo_like(width: int, height: int, seed: int) -> np.ndarray:
 
 
 def run_ts(jobs: list[dict]) -> None:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed: cannot run the TS image code")
-    if not IMAGE_MODULE.exists():
-        pytest.skip(f"{IMAGE_MODULE} is missing: build the TypeScript first (npx tsc -p tsconfig.json)")
-    result = subprocess.run(
-        ["node", "--input-type=module", "-e", NODE_SCRIPT, IMAGE_MODULE.as_uri()],
-        input=json.dumps(jobs), capture_output=True, text=True, cwd=REPO, check=False,
-    )
-    assert result.returncode == 0, f"node failed: {result.stderr}"
+    run_compiled_module(IMAGE_MODULE, NODE_SCRIPT, jobs)
 
 
 def read_rgb(path: Path, width: int, height: int) -> np.ndarray:

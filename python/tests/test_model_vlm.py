@@ -5,7 +5,6 @@ save_pretrained directories, and the loss counts only labelled positions."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 

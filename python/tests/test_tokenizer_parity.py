@@ -4,8 +4,6 @@ for the shared vectors and for hypothesis-generated text, on the bundled tiny to
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-REPO = Path(__file__).resolve().parents[2]
+from fixtures.node import REPO, run_compiled_module
+
 TINY = REPO / "assets" / "tokenizer" / "tiny" / "tokenizer.json"
 TOKENIZER_MODULE = REPO / "dist" / "src" / "tokenize" / "tokenizer.js"
 VECTORS = REPO / "vectors" / "tokenizer" / "texts.json"
@@ -29,17 +28,7 @@ process.stdout.write(JSON.stringify({ ids, sha256: tokenizer.sha256, vocabSize: 
 
 
 def encode_in_ts(path: Path, texts: list[str]) -> dict:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed: cannot run the TS tokenizer")
-    if not TOKENIZER_MODULE.exists():
-        pytest.skip(f"{TOKENIZER_MODULE} is missing: build the TypeScript first (npx tsc -p tsconfig.json)")
-    result = subprocess.run(
-        ["node", "--input-type=module", "-e", NODE_ENCODER, TOKENIZER_MODULE.as_uri()],
-        input=json.dumps({"path": str(path), "texts": texts}), capture_output=True, text=True,
-        encoding="utf-8", check=False,
-    )
-    assert result.returncode == 0, f"node failed: {result.stderr}"
-    return json.loads(result.stdout)
+    return json.loads(run_compiled_module(TOKENIZER_MODULE, NODE_ENCODER, {"path": str(path), "texts": texts}))
 
 
 @pytest.fixture(scope="module")

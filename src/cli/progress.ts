@@ -31,7 +31,7 @@ class BarProgress implements Progress {
   private done = 0;
   private readonly started = Date.now();
 
-  constructor(label: string, private total: number | undefined, private readonly unit: string) {
+  constructor(label: string, private total: number | undefined, unit: string) {
     this.bar = new cliProgress.SingleBar(
       {
         format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | eta {eta_formatted}`,

@@ -4,7 +4,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
 import { LoomError } from '../cli/errors.js';
 import { presetDefaults } from './presets.js';
-import { RunConfigSchema, PRESETS, STAGES, type Preset, type RunConfig, type Stage } from './schema.js';
+import { RunConfigSchema, PRESETS, STAGES, type RunConfig } from './schema.js';
 
 export interface ResolveOptions {
   preset: string;

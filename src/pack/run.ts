@@ -8,8 +8,7 @@ import { join, resolve } from 'node:path';
 import { LoomError } from '../cli/errors.js';
 import type { RunConfig } from '../config/schema.js';
 import { readShards, listShards } from '../shards/reader.js';
-import { readShardStats } from '../shards/stats.js';
-import { statsPathFor } from '../shards/keys.js';
+import { samplesFromStats } from '../shards/stats.js';
 import { TextTokenizer } from '../tokenize/tokenizer.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { packedSpecFor } from './packedShard.js';
@@ -139,7 +138,7 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
       throw new LoomError((err as Error).message);
     }
   }
-  const total = isSft ? sftEntries.length : await knownSampleCount(shardPaths);
+  const total = isSft ? sftEntries.length : await samplesFromStats(shardPaths);
   let progressDone = 0;
   const tick = (n: number) => {
     progressDone += n;
@@ -268,16 +267,6 @@ function imageSpan(members: Map<string, MemberSpan>, key: string, size: number):
   return null;
 }
 
-/** Total good samples per the shards' _stats.json sidecars, or undefined when any is missing. */
-async function knownSampleCount(paths: string[]): Promise<number | undefined> {
-  let n = 0;
-  for (const p of paths) {
-    const stats = await readShardStats(statsPathFor(p));
-    if (!stats) return undefined;
-    n += stats.successes;
-  }
-  return n;
-}
 
 /** Every window's report, or null while some window is not done. */
 async function readDoneReports(out: string, windows: number): Promise<WindowReport[] | null> {

@@ -2,6 +2,7 @@
 // img2dataset output read ours), Loom's own fields under "loom".
 import { readFile } from 'node:fs/promises';
 import type { ImageExt } from './types.js';
+import { statsPathFor } from './keys.js';
 
 export interface ShardStats {
   /** Samples attempted for this shard: successes plus failures. */
@@ -33,4 +34,15 @@ export async function readShardStats(path: string): Promise<ShardStats | null> {
   } catch {
     return null;
   }
+}
+
+/** Good samples in these shards per their _stats.json sidecars (for progress totals), or undefined when any is missing. */
+export async function samplesFromStats(shardPaths: string[]): Promise<number | undefined> {
+  let total = 0;
+  for (const path of shardPaths) {
+    const stats = await readShardStats(statsPathFor(path));
+    if (!stats) return undefined;
+    total += stats.successes;
+  }
+  return total;
 }

@@ -17,6 +17,7 @@ import { writeJsonAtomic } from '../../util/atomic.js';
 import { LoomError } from '../errors.js';
 import { printSummary, table } from '../output.js';
 import { partsProgress, startProgress } from '../progress.js';
+import { integerOption } from '../options.js';
 
 interface DemoOptions {
   out: string;
@@ -69,10 +70,10 @@ export function registerDemo(program: Command): void {
       let pretrainSeconds = 0;
       const manifest = await runSynth({
         out: join(out, 'data'),
-        seed: Number(opts.seed),
-        samples: Number(opts.samples),
-        sft: Number(opts.sft),
-        bench: Number(opts.bench),
+        seed: integerOption(opts.seed, '--seed', 0),
+        samples: integerOption(opts.samples, '--samples', 0),
+        sft: integerOption(opts.sft, '--sft', 0),
+        bench: integerOption(opts.bench, '--bench', 0),
         noise: 0.3,
         noiseMix: EVEN_MIX,
         samplesPerShard: 10000,

@@ -1,13 +1,12 @@
 // `loom inspect`: read WebDataset shards and report what is in them and what is wrong with them.
 import type { Command } from 'commander';
-import { LoomError, EXIT_USAGE } from '../errors.js';
 import { printSummary, table, asciiHistogram } from '../output.js';
 import { startProgress } from '../progress.js';
 import { listShards } from '../../shards/listShards.js';
 import { inspectShards, type InspectReport } from '../../shards/inspect.js';
-import { readShardStats } from '../../shards/stats.js';
-import { statsPathFor } from '../../shards/keys.js';
+import { samplesFromStats } from '../../shards/stats.js';
 import type { HistogramSummary } from '../../shards/histogram.js';
+import { integerOption } from '../options.js';
 
 interface InspectCliOptions {
   json?: boolean;
@@ -37,10 +36,10 @@ export function registerInspect(program: Command): void {
     .option('--examples <n>', 'examples shown per bad reason', '5')
     .addHelpText('after', '\nExamples:\n  loom inspect data/shards\n  loom inspect --json --no-decode \'data/{00000000..00000003}.tar\'\n')
     .action(async (specs: string[], opts: InspectCliOptions) => {
-      const limit = opts.limit === undefined ? undefined : positiveInt(opts.limit, '--limit');
-      const examples = positiveInt(opts.examples, '--examples', true);
+      const limit = opts.limit === undefined ? undefined : integerOption(opts.limit, '--limit', 1);
+      const examples = integerOption(opts.examples, '--examples', 0);
       const paths = await listShards(specs);
-      const progress = startProgress('inspect', await expectedSamples(paths), { unit: 'samples' });
+      const progress = startProgress('inspect', await samplesFromStats(paths), { unit: 'samples' });
       let report: InspectReport;
       try {
         report = await inspectShards(paths, { decode: opts.decode, limit, examples, onItem: () => progress.tick() });
@@ -51,23 +50,7 @@ export function registerInspect(program: Command): void {
     });
 }
 
-function positiveInt(text: string, flag: string, allowZero = false): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) throw new LoomError(`${flag} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got "${text}"`, EXIT_USAGE);
-  return n;
-}
 
-/** The progress total from the shards' sidecars, when every shard has one. */
-async function expectedSamples(paths: string[]): Promise<number | undefined> {
-  if (paths.length > 10_000) return undefined;
-  let total = 0;
-  for (const p of paths) {
-    const stats = await readShardStats(statsPathFor(p));
-    if (!stats) return undefined;
-    total += stats.successes;
-  }
-  return total;
-}
 
 function humanReport(r: InspectReport): string {
   const total = r.samples + r.bad;

@@ -8,6 +8,7 @@ import { loadRunConfigFile, readJsonFile, resolveRunConfig } from '../../config/
 import { PRESETS, STAGES, type RunConfig } from '../../config/schema.js';
 import { DEFAULT_WINDOW, rankFromEnv, runPack, type PackSummary, type RunPackResult } from '../../pack/run.js';
 import { PACK_ALGORITHMS, type PackAlgorithm } from '../../pack/window.js';
+import { integerOption } from '../options.js';
 
 interface PackCliOptions {
   config?: string;
@@ -28,11 +29,6 @@ interface PackCliOptions {
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
-function positiveInt(text: string, flag: string): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < 1) throw new LoomError(`${flag} must be a positive integer, got '${text}'`, EXIT_USAGE);
-  return n;
-}
 
 const HELP = [
   'Tokenize each curated image-caption pair with the run\'s tokenizer and data.pretrain_template, measure its ' +
@@ -107,9 +103,9 @@ export function registerPack(program: Command): void {
           ...(opts.shards !== undefined ? { shards: opts.shards } : {}),
           ...(opts.sftJson !== undefined ? { sftJson: opts.sftJson } : {}),
           out: opts.out,
-          window: positiveInt(opts.window, '--window'),
+          window: integerOption(opts.window, '--window', 1),
           algorithm: opts.algorithm as PackAlgorithm,
-          sequencesPerShard: positiveInt(opts.sequencesPerShard, '--sequences-per-shard'),
+          sequencesPerShard: integerOption(opts.sequencesPerShard, '--sequences-per-shard', 1),
           rank,
           worldSize,
           onProgress: (done, total) => progress.update(done, total),

@@ -6,6 +6,7 @@ import { printSummary, table } from '../output.js';
 import { startProgress, type Progress } from '../progress.js';
 import { runSynth, type SynthManifest } from '../../synth/generate.js';
 import { EVEN_MIX, NOISE_KINDS, parseNoiseMix } from '../../synth/noise.js';
+import { integerOption } from '../options.js';
 
 interface SynthCliOptions {
   out: string;
@@ -22,11 +23,6 @@ interface SynthCliOptions {
   quiet?: boolean;
 }
 
-function integer(name: string, value: string, min: number): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) throw new LoomError(`--${name}: expected an integer >= ${min}, got '${value}'`, EXIT_USAGE);
-  return n;
-}
 
 export function registerSynth(program: Command): void {
   program
@@ -62,15 +58,15 @@ export function registerSynth(program: Command): void {
       }
       const options = {
         out: opts.out,
-        seed: integer('seed', opts.seed, 0),
-        samples: integer('samples', opts.samples, 0),
-        sft: integer('sft', opts.sft, 0),
-        bench: integer('bench', opts.bench, 0),
+        seed: integerOption(opts.seed, '--seed', 0),
+        samples: integerOption(opts.samples, '--samples', 0),
+        sft: integerOption(opts.sft, '--sft', 0),
+        bench: integerOption(opts.bench, '--bench', 0),
         noise,
         noiseMix,
-        samplesPerShard: integer('samples-per-shard', opts.samplesPerShard, 1),
-        ...(opts.concurrency !== undefined ? { concurrency: integer('concurrency', opts.concurrency, 1) } : {}),
-        ...(opts.threads !== undefined ? { threads: integer('threads', opts.threads, 0) } : {}),
+        samplesPerShard: integerOption(opts.samplesPerShard, '--samples-per-shard', 1),
+        ...(opts.concurrency !== undefined ? { concurrency: integerOption(opts.concurrency, '--concurrency', 1) } : {}),
+        ...(opts.threads !== undefined ? { threads: integerOption(opts.threads, '--threads', 0) } : {}),
       };
       const bars = new Map<string, Progress>();
       const started = Date.now();
