@@ -30,7 +30,11 @@ const COMMON_TRAIN: RunConfig['train'] = {
   activation_checkpointing: true,
   compile: false,
   checkpoint_every: 500,
+  keep_checkpoints: 2,
   log_every: 1,
+  loader_workers: 2,
+  shuffle_buffer: 64,
+  tensorboard: false,
 };
 
 const COMMON_DATA: RunConfig['data'] = {
@@ -41,6 +45,7 @@ const COMMON_DATA: RunConfig['data'] = {
   overlong: 'truncate',
   max_images_per_sequence: null,
   pack: true,
+  packed: null,
 };
 
 const SINGLE_PROCESS: RunConfig['dist'] = {
@@ -99,6 +104,7 @@ function tinyPreset(): PresetDefinition {
           hidden_size: 128,
           trainable: true,
         },
+        init_from: null,
       },
       tokenizer: { path: join(assetsDir(), 'tokenizer', 'tiny', 'tokenizer.json'), ...QWEN_TOKENS },
       data: { ...COMMON_DATA, seq_len: 1024 },
@@ -113,6 +119,7 @@ function tinyPreset(): PresetDefinition {
         attention: 'sdpa',
         activation_checkpointing: false,
         checkpoint_every: 50,
+        loader_workers: 0,
       },
       dist: { ...SINGLE_PROCESS, backend: 'gloo' },
     },
@@ -146,6 +153,7 @@ function openQwen2vl2bPreset(): PresetDefinition {
           hidden_size: 1536,
           trainable: true,
         },
+        init_from: null,
       },
       tokenizer: { path: null, ...QWEN_TOKENS },
       data: COMMON_DATA,

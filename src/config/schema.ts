@@ -61,6 +61,7 @@ const Data = z.strictObject({
   overlong: z.enum(['truncate', 'drop']).describe('what happens to a sample longer than seq_len'),
   max_images_per_sequence: PositiveInt.nullable(),
   pack: z.boolean(),
+  packed: z.string().min(1).nullable().describe('packed shards (a directory of .tar) that training reads; output of loom pack'),
 });
 
 const Train = z.strictObject({
@@ -81,8 +82,12 @@ const Train = z.strictObject({
   isolate_documents: z.boolean().describe('false reproduces the original recipe: packed samples attend to each other'),
   activation_checkpointing: z.boolean(),
   compile: z.boolean(),
-  checkpoint_every: PositiveInt,
+  checkpoint_every: PositiveInt.describe('optimizer steps between DCP checkpoints (one is always written at the end)'),
+  keep_checkpoints: PositiveInt.describe('newest checkpoints kept in runs/<name>/checkpoints; older ones are deleted'),
   log_every: PositiveInt,
+  loader_workers: NonNegativeInt.describe('DataLoader worker processes per rank (0 = read in the training process)'),
+  shuffle_buffer: PositiveInt.describe('packed sequences in each reader\'s shuffle buffer'),
+  tensorboard: z.boolean().describe('also write TensorBoard event files to runs/<name>/tensorboard (needs the tensorboard package)'),
 });
 
 const Dist = z.strictObject({
@@ -103,7 +108,16 @@ export const RunConfigSchema = z.strictObject({
   stage: z.enum(STAGES),
   seed: NonNegativeInt,
   image_grid: PositiveInt.describe('pooled grid side: image tokens per image = image_grid^2 (12 -> 144, 27 -> 729)'),
-  model: z.strictObject({ vision: Vision, projector: Projector, llm: Llm }),
+  model: z.strictObject({
+    vision: Vision,
+    projector: Projector,
+    llm: Llm,
+    init_from: z
+      .string()
+      .min(1)
+      .nullable()
+      .describe('a Loom export directory (runs/<name>/export) whose weights start this run, e.g. pre-training for SFT'),
+  }),
   tokenizer: Tokenizer,
   data: Data,
   train: Train,
