@@ -7,6 +7,7 @@ import { registerDoctor } from './commands/doctor.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerPack } from './commands/pack.js';
 import { registerSynth } from './commands/synth.js';
+import { registerTrain } from './commands/train.js';
 import { registerUnbuilt } from './commands/unbuilt.js';
 
 export function buildProgram(): Command {
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerDoctor(program);
   registerDemo(program);
   registerPack(program);
+  registerTrain(program);
   registerUnbuilt(program, new Set(program.commands.map((c) => c.name())));
   return program;
 }

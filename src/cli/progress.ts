@@ -18,12 +18,17 @@ export interface ProgressOptions {
   unit?: string;
   /** Seconds between plain lines when stderr is not a TTY. */
   plainIntervalS?: number;
+  /** Extra text shown at the end of the bar and of plain lines (e.g. the latest loss); read at every update. */
+  suffix?: () => string;
 }
 
 export function startProgress(label: string, total: number | undefined, options: ProgressOptions = {}): Progress {
   if (options.silent) return { tick() {}, update() {}, stop() {} };
   const unit = options.unit ?? 'items';
-  return process.stderr.isTTY ? new BarProgress(label, total, unit) : new PlainProgress(label, total, unit, options.plainIntervalS ?? 5);
+  const suffix = options.suffix;
+  return process.stderr.isTTY
+    ? new BarProgress(label, total, unit, suffix)
+    : new PlainProgress(label, total, unit, options.plainIntervalS ?? 5, suffix);
 }
 
 class BarProgress implements Progress {
@@ -31,17 +36,22 @@ class BarProgress implements Progress {
   private done = 0;
   private readonly started = Date.now();
 
-  constructor(label: string, private total: number | undefined, unit: string) {
+  constructor(
+    label: string,
+    private total: number | undefined,
+    unit: string,
+    private readonly suffix?: () => string,
+  ) {
     this.bar = new cliProgress.SingleBar(
       {
-        format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | eta {eta_formatted}`,
+        format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | eta {eta_formatted}${suffix ? '{suffix}' : ''}`,
         stream: process.stderr,
         hideCursor: true,
         etaBuffer: 50,
       },
       cliProgress.Presets.shades_classic,
     );
-    this.bar.start(total ?? 0, 0, { rate: '0' });
+    this.bar.start(total ?? 0, 0, { rate: '0', suffix: this.suffixText() });
   }
 
   tick(n = 1): void {
@@ -54,12 +64,17 @@ class BarProgress implements Progress {
       this.total = total;
       this.bar.setTotal(total);
     }
-    this.bar.update(done, { rate: formatRate(done, this.started) });
+    this.bar.update(done, { rate: formatRate(done, this.started), suffix: this.suffixText() });
   }
 
   stop(): void {
-    this.bar.update(this.done, { rate: formatRate(this.done, this.started) });
+    this.bar.update(this.done, { rate: formatRate(this.done, this.started), suffix: this.suffixText() });
     this.bar.stop();
+  }
+
+  private suffixText(): string {
+    const text = this.suffix?.() ?? '';
+    return text === '' ? '' : ` | ${text}`;
   }
 }
 
@@ -73,6 +88,7 @@ class PlainProgress implements Progress {
     private total: number | undefined,
     private readonly unit: string,
     private readonly intervalS: number,
+    private readonly suffix?: () => string,
   ) {}
 
   tick(n = 1): void {
@@ -94,7 +110,8 @@ class PlainProgress implements Progress {
 
   private print(): void {
     const of = this.total !== undefined ? `/${this.total}` : '';
-    process.stderr.write(`${this.label}: ${this.done}${of} ${this.unit} (${formatRate(this.done, this.started)}/s)\n`);
+    const extra = this.suffix?.() ?? '';
+    process.stderr.write(`${this.label}: ${this.done}${of} ${this.unit} (${formatRate(this.done, this.started)}/s)${extra === '' ? '' : `, ${extra}`}\n`);
   }
 }
 

@@ -78,7 +78,9 @@ const Train = z.strictObject({
   max_steps: PositiveInt.nullable().describe('stop after this many optimizer steps (null: run the epochs)'),
   grad_clip: z.number().positive().nullable(),
   precision: z.enum(['bf16', 'fp32']),
-  attention: z.enum(['auto', 'flex', 'varlen', 'sdpa']),
+  attention: z
+    .enum(['auto', 'flex', 'sdpa', 'eager'])
+    .describe('auto: FlexAttention with a document mask on CUDA, SDPA with a dense mask on CPU; eager: the math reference'),
   isolate_documents: z.boolean().describe('false reproduces the original recipe: packed samples attend to each other'),
   activation_checkpointing: z.boolean(),
   compile: z.boolean(),

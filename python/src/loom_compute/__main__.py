@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from loom_compute import doctor, read_packed, validate_config
+from loom_compute import doctor, read_packed, train_verb, validate_config
 from loom_compute.verbs import Verb, dispatch
 
 VERBS: dict[str, Verb] = {
@@ -17,6 +17,7 @@ VERBS: dict[str, Verb] = {
         doctor.VERB,
         validate_config.VERB,
         read_packed.VERB,
+        train_verb.VERB,
     )
 }
 

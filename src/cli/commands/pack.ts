@@ -4,19 +4,12 @@ import type { Command } from 'commander';
 import { LoomError, EXIT_USAGE } from '../errors.js';
 import { printSummary, table } from '../output.js';
 import { startProgress } from '../progress.js';
-import { loadRunConfigFile, readJsonFile, resolveRunConfig } from '../../config/resolve.js';
-import { PRESETS, STAGES, type RunConfig } from '../../config/schema.js';
 import { DEFAULT_WINDOW, rankFromEnv, runPack, type PackSummary, type RunPackResult } from '../../pack/run.js';
 import { PACK_ALGORITHMS, type PackAlgorithm } from '../../pack/window.js';
 import { integerOption } from '../options.js';
+import { addRunConfigOptions, resolveRunConfigOptions, type RunConfigCliOptions } from '../runConfigOptions.js';
 
-interface PackCliOptions {
-  config?: string;
-  preset?: string;
-  stage: string;
-  name: string;
-  file: string[];
-  set: string[];
+interface PackCliOptions extends RunConfigCliOptions {
   shards?: string;
   sftJson?: string;
   out: string;
@@ -26,9 +19,6 @@ interface PackCliOptions {
   json?: boolean;
   quiet?: boolean;
 }
-
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
-
 
 const HELP = [
   'Tokenize each curated image-caption pair with the run\'s tokenizer and data.pretrain_template, measure its ' +
@@ -63,17 +53,12 @@ const HELP = [
 ].join('\n\n');
 
 export function registerPack(program: Command): void {
-  program
+  const command = program
     .command('pack')
     .summary('tokenize and pack samples into fixed-length packed shards')
     .description(HELP)
-    .requiredOption('--out <dir>', 'output directory (created; rerun into it to resume)')
-    .option('--config <file>', 'run config JSON (e.g. runs/x/config.json); else one is resolved from --preset')
-    .option('--preset <name>', `resolve a config from this preset (one of: ${PRESETS.join(', ')}); default tiny when --config is absent`)
-    .option('--stage <stage>', `stage when resolving from a preset (${STAGES.join(', ')})`, 'pretrain')
-    .option('--name <name>', 'run name when resolving from a preset', 'run')
-    .option('--file <path>', 'partial config JSON merged over the preset (repeatable)', collect, [])
-    .option('--set <key=value>', 'override one config key, e.g. --set data.seq_len=2048 (repeatable)', collect, [])
+    .requiredOption('--out <dir>', 'output directory (created; rerun into it to resume)');
+  addRunConfigOptions(command)
     .option('--shards <spec>', 'input shards: directory, file or {a..b} brace range (default: data.shards)')
     .option('--sft-json <path>', 'stage sft: the LLaVA conversation JSON to pack (default: data.shards when it ends in .json)')
     .option('--window <n>', 'samples per window (the unit of work and of packing)', String(DEFAULT_WINDOW))
@@ -93,7 +78,7 @@ export function registerPack(program: Command): void {
       if (!(PACK_ALGORITHMS as readonly string[]).includes(opts.algorithm)) {
         throw new LoomError(`--algorithm must be one of ${PACK_ALGORITHMS.join(', ')}, got '${opts.algorithm}'`, EXIT_USAGE);
       }
-      const config = resolveConfig(opts);
+      const config = resolveRunConfigOptions(opts);
       const { rank, worldSize } = rankFromEnv();
       const progress = startProgress(worldSize > 1 ? `pack rank ${rank}/${worldSize}` : 'pack', undefined, { unit: 'samples', silent: opts.quiet === true });
       let result: RunPackResult;
@@ -115,22 +100,6 @@ export function registerPack(program: Command): void {
       }
       printSummary(opts, result, () => humanSummary(result));
     });
-}
-
-function resolveConfig(opts: PackCliOptions): RunConfig {
-  if (opts.config !== undefined) {
-    if (opts.preset !== undefined || opts.file.length > 0 || opts.set.length > 0) {
-      throw new LoomError('--config cannot be combined with --preset/--file/--set (edit the config, or resolve one from a preset)', EXIT_USAGE);
-    }
-    return loadRunConfigFile(opts.config);
-  }
-  return resolveRunConfig({
-    preset: opts.preset ?? 'tiny',
-    stage: opts.stage,
-    name: opts.name,
-    overrides: opts.file.map(readJsonFile),
-    assignments: opts.set,
-  });
 }
 
 function summaryRows(s: PackSummary): Array<[string, string | number]> {

@@ -8,7 +8,6 @@ const UNBUILT: Array<{ name: string; summary: string; issue?: number }> = [
   { name: 'select', summary: 'apply threshold / top-fraction / union / intersection rules to score sidecars', issue: 5 },
   { name: 'reshard', summary: 'write new shards holding the selected samples', issue: 5 },
   { name: 'pack', summary: 'tokenize and pack samples into fixed-length packed shards', issue: 3 },
-  { name: 'train', summary: 'pre-train or instruction-tune the model (FSDP2, torchrun)', issue: 4 },
   { name: 'eval', summary: 'run and score benchmarks (MMBench, SEEDBench, MMStar, MathVista, ...)' },
 ];
 

@@ -34,3 +34,17 @@ def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def document_causal_mask(document_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The additive (B, 1, T, T) mask for isolated documents, ready for Qwen2's ``attention_mask``."""
     return additive_mask(document_causal_bool_mask(document_ids), dtype)
+
+
+def document_block_mask(document_ids: torch.Tensor) -> "torch.nn.attention.flex_attention.BlockMask":
+    """FlexAttention's block-sparse form of the same mask: blocks that cross documents are skipped."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    if document_ids.dim() != 2:
+        raise ValueError(f"document_ids must be (batch, seq_len), got shape {tuple(document_ids.shape)}")
+    batch, length = document_ids.shape
+
+    def same_document_causal(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return (k <= q) & (document_ids[b, q] == document_ids[b, k])
+
+    return create_block_mask(same_document_causal, batch, None, length, length, device=document_ids.device)

@@ -15,18 +15,33 @@ divide by the count over the whole global batch.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
 from loom_compute.errors import LoomComputeError
-from loom_compute.model.attention import document_causal_mask
+from loom_compute.model.attention import document_block_mask, document_causal_mask
 
 IGNORE_INDEX = -100
+# train.attention -> the attn_implementation transformers loads the modules with.
+HF_ATTENTION = {"sdpa": "sdpa", "flex": "flex_attention", "eager": "eager"}
+
+
+def attention_backend(config: Mapping[str, Any]) -> str:
+    """``train.attention`` with ``auto`` decided: FlexAttention on CUDA, SDPA (dense mask) on CPU."""
+    wanted = config.get("train", {}).get("attention", "auto")
+    if wanted == "auto":
+        return "flex" if torch.cuda.is_available() else "sdpa"
+    if wanted not in HF_ATTENTION:
+        raise LoomComputeError(f"train.attention: unknown backend {wanted!r} (auto, flex, sdpa or eager)")
+    return wanted
 
 
 class ImageTokenMismatchError(LoomComputeError):
@@ -58,6 +73,7 @@ class VisionLanguageModel(nn.Module):
         image_grid: int,
         feature_layer: int = -2,
         isolate_documents: bool = True,
+        attention: str = "sdpa",
     ) -> None:
         super().__init__()
         self.vision = vision
@@ -68,6 +84,7 @@ class VisionLanguageModel(nn.Module):
         self.image_grid = int(image_grid)
         self.feature_layer = int(feature_layer)
         self.isolate_documents = bool(isolate_documents)
+        self.attention = attention
         self.patch_grid = vision.config.image_size // vision.config.patch_size
 
     # ---- construction -------------------------------------------------------------------------
@@ -85,9 +102,13 @@ class VisionLanguageModel(nn.Module):
         A ``tokenizer_vocab_size`` larger than the LLM's embedding table grows the table.
         """
         model_cfg = config["model"]
-        attention = "eager" if config.get("train", {}).get("attention") == "eager" else "sdpa"
-        vision = _load_vision(model_cfg["vision"]["source"], attention)
-        llm = _load_llm(model_cfg["llm"]["source"], attention)
+        attention = attention_backend(config)
+        init_from = model_cfg.get("init_from")
+        export = read_export_info(init_from, model_cfg) if init_from else None
+        vision_source = {"pretrained": str(Path(init_from) / "vision")} if export else model_cfg["vision"]["source"]
+        llm_source = {"pretrained": str(Path(init_from) / "llm")} if export else model_cfg["llm"]["source"]
+        vision = _load_vision(vision_source, HF_ATTENTION[attention])
+        llm = _load_llm(llm_source, HF_ATTENTION[attention])
         if tokenizer_vocab_size is not None and tokenizer_vocab_size > llm.get_input_embeddings().num_embeddings:
             llm.resize_token_embeddings(tokenizer_vocab_size)
         if image_token_id is None:
@@ -100,7 +121,10 @@ class VisionLanguageModel(nn.Module):
             image_grid=int(config["image_grid"]),
             feature_layer=int(model_cfg["vision"].get("feature_layer", -2)),
             isolate_documents=bool(config.get("train", {}).get("isolate_documents", True)),
+            attention=attention,
         )
+        if export:
+            model.projector.load_state_dict(load_file(str(Path(init_from) / "projector.safetensors")))
         model.vision.requires_grad_(bool(model_cfg["vision"].get("trainable", False)))
         model.llm.requires_grad_(bool(model_cfg["llm"].get("trainable", True)))
         return model
@@ -145,7 +169,10 @@ class VisionLanguageModel(nn.Module):
         embeds = self.embed(input_ids, batch.get("pixel_values"), image_grid)
         isolate = self.isolate_documents if isolate_documents is None else isolate_documents
         if isolate:
-            mask = document_causal_mask(batch["document_ids"], embeds.dtype)
+            if self.attention == "flex":
+                mask = document_block_mask(batch["document_ids"])
+            else:
+                mask = document_causal_mask(batch["document_ids"], embeds.dtype)
             position_ids = batch["position_ids"]
         else:
             # The original: one causal stream per row, positions running on across documents.
@@ -177,6 +204,25 @@ class VisionLanguageModel(nn.Module):
     def full_logits(self, batch: Mapping[str, Any], image_grid: int | None = None, isolate_documents: bool | None = None) -> torch.Tensor:
         """Logits at every position (B, T, vocab): for tests and debugging, not for training."""
         return self.llm.lm_head(self.hidden_states(batch, image_grid, isolate_documents))
+
+
+def read_export_info(init_from: str, model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``loom.json`` of a Loom export (``model.init_from``), checked against this run's model."""
+    path = Path(init_from) / "loom.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LoomComputeError(f"model.init_from = {init_from!r}: cannot read {path} ({exc}); is it a Loom export directory?") from None
+    if info.get("format") != "loom-export":
+        raise LoomComputeError(f"model.init_from: {path} is not a Loom export (format {info.get('format')!r})")
+    width = int(model_cfg["projector"]["hidden_size"])
+    if int(info["projector_hidden_size"]) != width:
+        raise LoomComputeError(
+            f"model.init_from: the export's projector is {info['projector_hidden_size']} wide but "
+            f"model.projector.hidden_size is {width}",
+            key="model.projector.hidden_size",
+        )
+    return info
 
 
 def _load_vision(source: Mapping[str, Any], attention: str) -> SiglipVisionModel:

@@ -1,0 +1,163 @@
+"""DCP storage whose metadata file is JSON, not pickle.
+
+``torch.distributed.checkpoint``'s file system writer stores the checkpoint's index (which tensor
+chunk lives at which byte range of which file) as ``.metadata`` with plain ``pickle``, and its
+reader loads it with ``pickle.load``: opening someone else's checkpoint could run their code.
+Loom keeps DCP (sharded saves, resharding on load, parallel I/O) and swaps only that one file for
+``.metadata.json``. The tensor files stay DCP's own, read back with ``torch.load(weights_only=True)``,
+which accepts tensors only. Non-tensor state never goes through DCP here (the trainer keeps it in
+JSON), so the checkpoint holds no pickled Python objects at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.distributed.checkpoint import FileSystemReader, FileSystemWriter
+from torch.distributed.checkpoint.filesystem import CURRENT_DCP_VERSION, _StorageInfo
+from torch.distributed.checkpoint.metadata import (
+    BytesStorageMetadata,
+    ChunkStorageMetadata,
+    Metadata,
+    MetadataIndex,
+    StorageMeta,
+    TensorProperties,
+    TensorStorageMetadata,
+)
+
+from loom_compute.errors import LoomComputeError
+
+METADATA_FILE = ".metadata.json"
+FORMAT = "loom-dcp-metadata"
+VERSION = 1
+
+
+def _torch_attr(name: str) -> Any:
+    """``"torch.float32"`` -> ``torch.float32`` (dtypes, layouts, memory formats only)."""
+    prefix, _, attr = name.partition(".")
+    value = getattr(torch, attr, None) if prefix == "torch" else None
+    if not isinstance(value, (torch.dtype, torch.layout, torch.memory_format)):
+        raise LoomComputeError(f"checkpoint metadata names an unknown torch attribute {name!r}")
+    return value
+
+
+def _size(values: Any) -> torch.Size | None:
+    return None if values is None else torch.Size(int(v) for v in values)
+
+
+def _entry_to_json(entry: Any) -> dict[str, Any]:
+    if isinstance(entry, BytesStorageMetadata):
+        return {"kind": "bytes"}
+    props = entry.properties
+    return {
+        "kind": "tensor",
+        "size": list(entry.size),
+        "dtype": str(props.dtype),
+        "layout": str(props.layout),
+        "requires_grad": bool(props.requires_grad),
+        "memory_format": str(props.memory_format),
+        "pin_memory": bool(props.pin_memory),
+        "chunks": [{"offsets": list(c.offsets), "sizes": list(c.sizes)} for c in entry.chunks],
+    }
+
+
+def _entry_from_json(data: dict[str, Any]) -> Any:
+    if data["kind"] == "bytes":
+        return BytesStorageMetadata()
+    properties = TensorProperties(
+        dtype=_torch_attr(data["dtype"]),
+        layout=_torch_attr(data["layout"]),
+        requires_grad=bool(data["requires_grad"]),
+        memory_format=_torch_attr(data["memory_format"]),
+        pin_memory=bool(data["pin_memory"]),
+    )
+    chunks = [ChunkStorageMetadata(offsets=_size(c["offsets"]), sizes=_size(c["sizes"])) for c in data["chunks"]]
+    return TensorStorageMetadata(properties=properties, size=_size(data["size"]), chunks=chunks)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def metadata_to_json(metadata: Metadata) -> dict[str, Any]:
+    storage = [
+        {
+            "fqn": index.fqn,
+            "offset": None if index.offset is None else list(index.offset),
+            "index": index.index,
+            "relative_path": info.relative_path,
+            "byte_offset": int(info.offset),
+            "length": int(info.length),
+            "transform_descriptors": None if info.transform_descriptors is None else list(info.transform_descriptors),
+        }
+        for index, info in (metadata.storage_data or {}).items()
+    ]
+    planner = metadata.planner_data
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "dcp_version": metadata.version,
+        "state_dict": {fqn: _entry_to_json(entry) for fqn, entry in metadata.state_dict_metadata.items()},
+        "planner_data": {k: list(v) for k, v in planner.items()} if isinstance(planner, dict) else None,
+        "storage": storage,
+    }
+
+
+def metadata_from_json(data: dict[str, Any]) -> Metadata:
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise LoomComputeError(f"not a {FORMAT} v{VERSION} file (format {data.get('format')!r}, version {data.get('version')!r})")
+    storage = {
+        MetadataIndex(fqn=s["fqn"], offset=_size(s["offset"]), index=s["index"]): _StorageInfo(
+            relative_path=s["relative_path"],
+            offset=int(s["byte_offset"]),
+            length=int(s["length"]),
+            transform_descriptors=s["transform_descriptors"],
+        )
+        for s in data["storage"]
+    }
+    planner = data.get("planner_data")
+    return Metadata(
+        state_dict_metadata={fqn: _entry_from_json(entry) for fqn, entry in data["state_dict"].items()},
+        planner_data=None if planner is None else {k: _tuples(v) for k, v in planner.items()},
+        storage_data=storage,
+        storage_meta=StorageMeta(),
+        version=data.get("dcp_version"),
+    )
+
+
+class JsonMetadataWriter(FileSystemWriter):
+    """DCP's file system writer, with the index written as ``.metadata.json`` (atomically)."""
+
+    def finish(self, metadata: Metadata, results: list[list[Any]]) -> None:
+        metadata.version = CURRENT_DCP_VERSION
+        metadata.storage_data = {wr.index: wr.storage_data for wr_list in results for wr in wr_list}
+        path = Path(self.path) / METADATA_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(metadata_to_json(metadata), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+
+class JsonMetadataReader(FileSystemReader):
+    """DCP's file system reader, reading the index from ``.metadata.json``."""
+
+    def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        path = Path(self.path) / METADATA_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise LoomComputeError(f"{path}: missing; {Path(self.path)} is not a complete Loom checkpoint") from None
+        except json.JSONDecodeError as exc:
+            raise LoomComputeError(f"{path}: not valid JSON ({exc})") from None
+        try:
+            metadata = metadata_from_json(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LoomComputeError(f"{path}: malformed checkpoint index ({exc!r})") from None
+        metadata.storage_meta.load_id = self.load_id
+        return metadata
