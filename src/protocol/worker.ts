@@ -21,6 +21,8 @@ export interface WorkerOptions extends WorkerCommandOptions {
   cwd?: string;
   /** Label of the progress bar; default the verb. */
   progressLabel?: string;
+  /** Text shown after the progress bar (e.g. the latest loss), read at every update. */
+  progressSuffix?: () => string;
   /** Print nothing (no bar, logs or forwarded stderr); stderr is still kept for error messages. */
   silent?: boolean;
   onEvent?: (e: WorkerEvent) => void;
@@ -109,7 +111,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       case 'progress': {
         if (!progress) {
           const unit = typeof event.unit === 'string' ? event.unit : undefined;
-          progress = startProgress(options.progressLabel ?? verb, event.total, { silent, unit });
+          progress = startProgress(options.progressLabel ?? verb, event.total, { silent, unit, suffix: options.progressSuffix });
         }
         progress.update(event.done, event.total);
         break;

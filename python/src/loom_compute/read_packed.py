@@ -43,12 +43,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise LoomComputeError(f"{args.packed}: no packed shards (w*/*.tar); run `loom pack` first")
     loader = PackedLoader.for_run(config, _tokenizer_sha256(config), shards)
     batches = len(loader)
+    import numpy as np
+
     sequences = real_tokens = images = targets = documents = 0
+    target_counts = np.zeros(0, dtype=np.int64)
     for done, batch in enumerate(loader, start=1):
         sequences += int(batch["input_ids"].shape[0])
         real_tokens += int(batch["attention_mask"].sum())
         images += int(batch["pixel_values"].shape[0])
-        targets += int((batch["labels"] != IGNORE_INDEX).sum())
+        labelled = batch["labels"][batch["labels"] != IGNORE_INDEX].numpy()
+        targets += int(labelled.size)
+        counts = np.bincount(labelled)
+        if counts.size > target_counts.size:
+            counts[: target_counts.size] += target_counts
+            target_counts = counts
+        else:
+            target_counts[: counts.size] += counts
         documents += int(batch["cu_seqlens"].numel() - 1)
         protocol.progress(done, batches, unit="batches")
     seq_len = int(config["data"]["seq_len"])
@@ -61,7 +71,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "real_tokens": real_tokens,
         "fill": real_tokens / (sequences * seq_len) if sequences else 0.0,
         "label_tokens": targets,
+        "label_unigram_entropy": unigram_entropy(target_counts),
     }
+
+
+def unigram_entropy(counts: "np.ndarray") -> float:
+    """Entropy (nats) of the labelled tokens' frequencies: the loss of the best model that ignores
+    context and image, the bar a trained model's loss must clear."""
+    import numpy as np
+
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    p = counts[counts > 0] / total
+    return float(-(p * np.log(p)).sum())
 
 
 VERB = Verb(

@@ -117,6 +117,9 @@ export function registerTrain(program: Command): void {
     .addHelpText('after', EXAMPLES)
     .action(async (opts: TrainCliOptions, cmd: Command) => {
       const plan = planTrain(opts, configOptionsGiven(opts, cmd));
+      if (opts.config !== undefined && cmd.getOptionValueSource('name') === 'cli' && opts.name !== plan.config.name) {
+        throw new LoomError(`--name ${opts.name} does not match the name '${plan.config.name}' in ${opts.config} (the run directory is named after the config)`, EXIT_USAGE);
+      }
       await writeJsonAtomic(plan.configPath, plan.config);
       const command = formatCommand(plan.argv);
       if (opts.dryRun) {
@@ -250,7 +253,8 @@ function requirePackedDir(config: RunConfig): void {
 export function checkpointDirs(dir: string): string[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir, { withFileTypes: true })
-    .filter((entry) => entry.isDirectory() && entry.name.startsWith('step_'))
+    // The worker's rule: a complete checkpoint is step_NNNNNNNN/ with its trainer.json (a .tmp is a killed save).
+    .filter((entry) => entry.isDirectory() && /^step_\d{8}$/.test(entry.name) && existsSync(join(dir, entry.name, 'trainer.json')))
     .map((entry) => entry.name)
     .sort();
 }
@@ -301,6 +305,7 @@ async function runTrain(plan: TrainPlan, quiet: boolean): Promise<Record<string,
     args: plan.args,
     ...(plan.launcher ? { launcher: plan.launcher } : {}),
     progressLabel: 'train',
+    progressSuffix: () => monitor.barSuffix(),
     silent: quiet,
     onEvent: monitor.onEvent,
   });

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -12,6 +12,7 @@ import { repoRoot } from '../../../src/util/paths.js';
 import { formatCommand, runWorker } from '../../../src/protocol/worker.js';
 import { configDifferences, formatMetricLine, renderTrainSummary, TrainMonitor } from '../../../src/cli/commands/train.js';
 import { fixture } from '../protocol/helpers.js';
+import { startProgress } from '../../../src/cli/progress.js';
 
 const cli = join(repoRoot(), 'bin', 'loom.js');
 
@@ -92,7 +93,13 @@ test(
     assert.equal(first.status, 0, first.stderr);
     const configPath = join(dir, 'runs', 'r', 'config.json');
     const saved = readFileSync(configPath, 'utf8');
+    // A killed save (.tmp) and a directory without trainer.json are not checkpoints; a complete one is.
+    mkdirSync(join(dir, 'runs', 'r', 'checkpoints', 'step_00000002.tmp'), { recursive: true });
+    mkdirSync(join(dir, 'runs', 'r', 'checkpoints', 'step_00000003'), { recursive: true });
+    const notYet = loom(dir, '--name', 'r', '--set', 'train.max_steps=10', '--dry-run');
+    assert.equal(notYet.status, 0, notYet.stderr);
     mkdirSync(join(dir, 'runs', 'r', 'checkpoints', 'step_00000001'), { recursive: true });
+    writeFileSync(join(dir, 'runs', 'r', 'checkpoints', 'step_00000001', 'trainer.json'), '{}');
 
     const fresh = loom(dir, '--name', 'r', '--set', 'train.max_steps=10', '--dry-run');
     assert.equal(fresh.status, 2);
@@ -114,6 +121,10 @@ test(
     const asIs = loom(dir, '--name', 'r', '--resume', '--dry-run', '--json');
     assert.equal(asIs.status, 0, asIs.stderr);
     assert.deepEqual(JSON.parse(asIs.stdout).config, updated, 'no config options: the saved config as is');
+
+    const otherName = loom(dir, '--config', configPath, '--name', 'other', '--resume', '--dry-run');
+    assert.equal(otherName.status, 2);
+    assert.match(otherName.stderr, /--name other does not match the name 'r' in /);
 
     const nothing = loom(dir, '--name', 'never-ran', '--resume', '--dry-run');
     assert.equal(nothing.status, 2);
@@ -203,4 +214,27 @@ test('metric events from a real worker become one line each, with the step out o
     formatMetricLine({ step: 7, loss: 1.5, lr: 0.002, grad_norm: 0.25, tokens_per_s: 20_400, images_per_s: 88, mfu: 0.26, mem_gib: 41.26 }, 10),
     'train step 7/10: loss 1.5000, lr 2.00e-3, grad_norm 0.250, 20.4k tokens/s, 88.0 images/s, MFU 26.0%, 41.3 GiB',
   );
+});
+
+test('a progress suffix (the loss) ends each plain progress line; without one the line is unchanged', () => {
+  const written: string[] = [];
+  const original = process.stderr.write;
+  const isTTY = process.stderr.isTTY;
+  process.stderr.isTTY = false;
+  process.stderr.write = ((chunk: string) => (written.push(chunk), true)) as typeof process.stderr.write;
+  try {
+    let loss = '';
+    const withSuffix = startProgress('train', 4, { unit: 'steps', plainIntervalS: 0, suffix: () => loss });
+    withSuffix.update(1);
+    loss = 'loss 0.5000';
+    withSuffix.update(2);
+    startProgress('pack', undefined, { unit: 'samples', plainIntervalS: 0 }).update(7);
+  } finally {
+    process.stderr.write = original;
+    process.stderr.isTTY = isTTY;
+  }
+  assert.equal(written.length, 3, written.join(''));
+  assert.match(written[0]!, /^train: 1\/4 steps \([\d.]+\/s\)\n$/);
+  assert.match(written[1]!, /^train: 2\/4 steps \([\d.]+\/s\), loss 0\.5000\n$/);
+  assert.match(written[2]!, /^pack: 7 samples \([\d.]+\/s\)\n$/);
 });

@@ -35,10 +35,11 @@ HF_ATTENTION = {"sdpa": "sdpa", "flex": "flex_attention", "eager": "eager"}
 
 
 def attention_backend(config: Mapping[str, Any]) -> str:
-    """``train.attention`` with ``auto`` decided: FlexAttention on CUDA, SDPA (dense mask) on CPU."""
+    """``train.attention`` with ``auto`` decided: FlexAttention on CUDA (unless dist.backend is gloo), else SDPA (dense mask)."""
     wanted = config.get("train", {}).get("attention", "auto")
     if wanted == "auto":
-        return "flex" if torch.cuda.is_available() else "sdpa"
+        on_gpu = torch.cuda.is_available() and config.get("dist", {}).get("backend") != "gloo"
+        return "flex" if on_gpu else "sdpa"
     if wanted not in HF_ATTENTION:
         raise LoomComputeError(f"train.attention: unknown backend {wanted!r} (auto, flex, sdpa or eager)")
     return wanted
@@ -239,7 +240,9 @@ def _load_llm(source: Mapping[str, Any], attention: str) -> Qwen2ForCausalLM:
 
 def _pretrained(model_class: Any, where: str, attention: str, part: str) -> Any:
     try:
-        return model_class.from_pretrained(where, attn_implementation=attention)
+        # fp32 master weights whatever the checkpoint's storage dtype (Qwen2.5 ships bf16): mixed
+        # precision casts for compute, the optimizer updates fp32.
+        return model_class.from_pretrained(where, attn_implementation=attention, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise LoomComputeError(f"cannot load model.{part}.source.pretrained = {where!r}: {exc}") from exc
 

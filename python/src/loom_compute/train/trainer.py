@@ -103,12 +103,15 @@ def train_step(
 
 def endless(loader: Any) -> Iterator[dict[str, Any]]:
     """The loader's batches, epoch after epoch (the loader advances its own epoch counter)."""
+    empty_passes = 0
     while True:
         produced = False
         for batch in loader:
             produced = True
             yield batch
-        if not produced:
+        # A loader restored at the very end of an epoch has nothing left of it: one empty pass is normal.
+        empty_passes = 0 if produced else empty_passes + 1
+        if empty_passes >= 2:
             raise LoomComputeError("the packed data gave this rank no batches: fewer sequences than processes x workers?")
 
 
@@ -130,8 +133,15 @@ def packed_shards(config: Mapping[str, Any]) -> tuple[Path, list[Path]]:
 def tokenizer_info(config: Mapping[str, Any]) -> tuple[str, int | None]:
     """(sha256 of tokenizer.json, its vocabulary size)."""
     path = config["tokenizer"].get("path")
+    llm_dir = config["model"]["llm"]["source"].get("pretrained")
+    if not path and llm_dir and (Path(llm_dir) / "tokenizer.json").is_file():
+        path = str(Path(llm_dir) / "tokenizer.json")  # null means the LLM checkpoint's own tokenizer
     if not path:
-        raise ConfigError("tokenizer.path is not set: name the tokenizer.json the data was packed with", key="tokenizer.path")
+        raise ConfigError(
+            "tokenizer.path is not set and model.llm.source.pretrained is no local directory with a tokenizer.json: "
+            "name the tokenizer.json the data was packed with",
+            key="tokenizer.path",
+        )
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -155,6 +165,7 @@ def run_training(config_path: str | Path, resume: bool = False, stop_after_steps
 def _train(config: dict[str, Any], run_dir: Path, ctx: DistContext, resume: bool, stop_after_steps: int | None, compile_backend: str) -> dict[str, Any]:
     from loom_compute.data import PackedLoader
     from loom_compute.model import VisionLanguageModel
+    from loom_compute.model.vlm import attention_backend
     from loom_compute.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
     from loom_compute.train.export import export_model
     from loom_compute.train.metrics import MetricsLog, memory_gib, model_flops, parameter_counts, peak_tflops, plot_loss_curve, read_metrics
@@ -165,7 +176,7 @@ def _train(config: dict[str, Any], run_dir: Path, ctx: DistContext, resume: bool
     existing = latest_checkpoint(run_dir)
     if existing is not None and not resume:
         raise UsageError(f"{run_dir} already has checkpoint {existing.name}: pass --resume to continue it, or train under another name")
-    if ctx.device.type == "cpu" and config["train"]["attention"] == "flex":
+    if ctx.device.type == "cpu" and attention_backend(config) == "flex":
         raise ConfigError("train.attention 'flex' needs CUDA to train (FlexAttention has no CPU backward): use 'auto' or 'sdpa'", key="train.attention")
     packed_root, shards = packed_shards(config)
     tokenizer_sha, vocab_size = tokenizer_info(config)
