@@ -38,13 +38,13 @@ from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, Sigl
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "python" / "src"))  # runs from a checkout without installing the package
 
-from loom_compute.data.packed import collate_packed  # noqa: E402
-from loom_compute.model.vlm import HF_ATTENTION, VisionLanguageModel  # noqa: E402
-from loom_compute.train.distributed import init_distributed, shutdown_distributed  # noqa: E402
-from loom_compute.train.metrics import memory_gib, model_flops, parameter_counts, peak_tflops  # noqa: E402
-from loom_compute.train.optim import apply_freeze, build_optimizer  # noqa: E402
-from loom_compute.train.parallel import parallelize  # noqa: E402
-from loom_compute.train.trainer import to_device, train_step  # noqa: E402
+from loom_compute.data.packed import collate_packed
+from loom_compute.model.vlm import HF_ATTENTION, VisionLanguageModel, attention_backend
+from loom_compute.train.distributed import init_distributed, shutdown_distributed
+from loom_compute.train.metrics import memory_gib, model_flops, parameter_counts, peak_tflops
+from loom_compute.train.optim import apply_freeze, build_optimizer
+from loom_compute.train.parallel import parallelize
+from loom_compute.train.trainer import to_device, train_step
 
 DEFAULT_REFERENCE = REPO.parent / "shared" / "bench" / "hf_reference_step.py"
 SEED_MODEL, SEED_DATA = 0, 1  # the reference's torch.manual_seed(0) and Generator().manual_seed(1)
@@ -63,16 +63,16 @@ def model_configs(tiny: bool) -> dict[str, Any]:
     26 blocks and feature_layer=-1 (the 27th block would be computed and thrown away).
     """
     if tiny:
-        vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      image_size=56, patch_size=14, vision_use_head=False)
-        llm = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                   num_key_value_heads=2, vocab_size=1000, max_position_embeddings=4096, tie_word_embeddings=True)
+        vision = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "image_size": 56, "patch_size": 14, "vision_use_head": False}
+        llm = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+               "num_key_value_heads": 2, "vocab_size": 1000, "max_position_embeddings": 4096, "tie_word_embeddings": True}
         return {"vision": vision, "llm": llm, "image_grid": 2, "image_token_id": 7, "pad_id": 0}
-    vision = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16,
-                  image_size=384, patch_size=14, vision_use_head=False)
-    llm = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-               num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768, rope_theta=1000000.0,
-               tie_word_embeddings=True, rms_norm_eps=1e-6)
+    vision = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 26, "num_attention_heads": 16,
+              "image_size": 384, "patch_size": 14, "vision_use_head": False}
+    llm = {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
+           "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768, "rope_theta": 1000000.0,
+           "tie_word_embeddings": True, "rms_norm_eps": 1e-6}
     # Qwen2's <|image_pad|> and <|endoftext|>
     return {"vision": vision, "llm": llm, "image_grid": 12, "image_token_id": 151655, "pad_id": 151643}
 
@@ -184,9 +184,7 @@ def synchronize(device: torch.device) -> None:
 
 def run_loom(args: argparse.Namespace) -> dict[str, Any]:
     cfg = model_configs(args.tiny)
-    wanted = args.attention
-    if wanted == "auto":
-        wanted = "flex" if torch.cuda.is_available() else "sdpa"
+    wanted = attention_backend(run_config(args.attention, not args.no_ac, args.compile))  # auto decided as the trainer does
     if wanted == "flex" and not torch.cuda.is_available():
         raise SystemExit("bench/train_step.py: --attention flex needs CUDA (FlexAttention has no CPU backward); use sdpa or auto")
     config = run_config(wanted, not args.no_ac, args.compile)
@@ -270,14 +268,12 @@ def run_loom(args: argparse.Namespace) -> dict[str, Any]:
 def run_reference(args: argparse.Namespace) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """(device line, packed result) of the reference, run with the same rows, steps and model size."""
     path = Path(args.reference)
-    if not path.is_file():
-        raise SystemExit(f"bench/train_step.py: reference {path} not found (pass --reference PATH or --skip-reference)")
     cmd = [sys.executable, str(path), "--modes", "packed", "--packed-rows", str(args.packed_rows),
            "--seq-len", str(args.seq_len), "--steps", str(args.steps), "--warmup", str(args.warmup)]
     if args.tiny:
         cmd.append("--tiny")
     cmd += shlex.split(args.reference_extra)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     lines = []
     for line in proc.stdout.splitlines():
         line = line.strip()
@@ -296,23 +292,23 @@ def run_reference(args: argparse.Namespace) -> tuple[dict[str, Any] | None, dict
 
 def differences(loom: dict[str, Any], reference_extra: str) -> list[str]:
     s = loom["settings"]
-    notes = [
-        "Loom isolates documents (block-diagonal causal attention, positions restart per document); "
-        "the reference attends across the whole packed row with running positions",
-        "Loom runs the vocabulary head only at labelled (caption) positions; the reference at every position"
-        + (" (reference run with --head-on-labels)" if "--head-on-labels" in reference_extra else ""),
-        "Loom: FSDP2 over a one-process group, bf16 parameters with fp32 master weights and fp32 gradient reduce; "
-        "reference: fp32 weights under bf16 autocast, vision tower cast to bf16",
+    return [
+        ("Loom isolates documents (block-diagonal causal attention, positions restart per document); "
+         "the reference attends across the whole packed row with running positions"),
+        ("Loom runs the vocabulary head only at labelled (caption) positions; the reference at every position"
+         + (" (reference run with --head-on-labels)" if "--head-on-labels" in reference_extra else "")),
+        ("Loom: FSDP2 over a one-process group, bf16 parameters with fp32 master weights and fp32 gradient reduce; "
+         "reference: fp32 weights under bf16 autocast, vision tower cast to bf16"),
         f"Loom clips gradients to global norm {GRAD_CLIP}; the reference does not clip",
         f"attention: Loom {s['attention']}, reference sdpa (padding mask)",
         f"activation checkpointing: Loom {'on' if s['activation_checkpointing'] else 'off'}, reference off",
-        f"torch.compile per decoder block: Loom {'on' if s['compile'] else 'off'}, reference "
-        + ("on" if "--compile" in reference_extra else "off"),
-        f"vision features: Loom the hidden state of the last of {s['vision_blocks']} blocks (feature_layer=-1), the "
-        "reference the tower's last_hidden_state (that plus post_layernorm, which Loom's tower computes too): same work",
-        "pixels: Loom's are the reference's random values quantised to uint8 and normalised by collate_packed",
+        (f"torch.compile per decoder block: Loom {'on' if s['compile'] else 'off'}, reference "
+         + ("on" if "--compile" in reference_extra else "off")),
+        (f"vision features: Loom the hidden state of the last of {s['vision_blocks']} blocks (feature_layer=-1), the "
+         "reference the tower's last_hidden_state (that plus post_layernorm, which Loom's tower computes too): same work"),
+        ("pixels: Loom's are the reference's random values quantised to uint8 and normalised by collate_packed, "
+         "staged as float32 (FSDP casts them to bf16 on entry); the reference stages bf16"),
     ]
-    return notes
 
 
 def table(loom: dict[str, Any], reference: dict[str, Any] | None) -> str:
@@ -352,6 +348,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.packed_rows < 1:
         ap.error("--steps and --packed-rows must be >= 1, --warmup >= 0")
+    if not args.skip_reference and not Path(args.reference).is_file():
+        ap.error(f"reference {args.reference} not found (pass --reference PATH or --skip-reference)")
     tpi = model_configs(args.tiny)["image_grid"] ** 2
     if args.seq_len < tpi + 120:
         ap.error(f"--seq-len {args.seq_len} cannot hold one pair ({tpi} image tokens + up to 120 caption tokens)")

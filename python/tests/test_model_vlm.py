@@ -16,6 +16,7 @@ from tokenizers import Tokenizer
 
 from loom_compute.data.packed import IGNORE_INDEX, collate_packed
 from loom_compute.model import ImageTokenMismatchError, VisionLanguageModel, document_causal_bool_mask
+from loom_compute.model.vlm import HF_ATTENTION
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENIZER = Tokenizer.from_file(str(ROOT / "assets" / "tokenizer" / "tiny" / "tokenizer.json"))
@@ -81,10 +82,12 @@ def test_document_mask_is_causal_within_documents_only():
                 assert bool(mask[b, 0, q, k]) == (k <= q and bool(document_ids[b, q] == document_ids[b, k]))
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager", "flex"])
+@torch.no_grad()
 def test_packed_row_with_isolation_equals_each_document_alone(docs, attention):
+    # flex runs forward-only on a CPU (FlexAttention has no CPU backward); it checks the block mask.
     model = _model(attention=attention)
-    assert model.llm.config._attn_implementation == attention
+    assert model.llm.config._attn_implementation == HF_ATTENTION[attention]
     total = sum(len(d["tokens"]) for d in docs)
     packed = _collate([_sequence(docs)], seq_len=total + 5)  # padding segment at the end too
     packed_logits = model.full_logits(packed, isolate_documents=True)[0]
