@@ -18,6 +18,7 @@ import { LoomError } from '../errors.js';
 import { printSummary, table } from '../output.js';
 import { partsProgress, startProgress } from '../progress.js';
 import { integerOption } from '../options.js';
+import { runTrainWorker } from './train.js';
 
 interface DemoOptions {
   out: string;
@@ -25,6 +26,8 @@ interface DemoOptions {
   sft: string;
   bench: string;
   seed: string;
+  pretrainSteps: string;
+  sftSteps: string;
   json?: boolean;
 }
 
@@ -39,7 +42,7 @@ interface TokenStats {
   seqLen: number;
 }
 
-const NOT_BUILT = ['curate', 'select', 'reshard', 'train', 'eval'];
+const NOT_BUILT = ['curate', 'select', 'reshard', 'eval'];
 
 export function registerDemo(program: Command): void {
   program
@@ -49,7 +52,8 @@ export function registerDemo(program: Command): void {
         'synth (render data) -> inspect (validate shards) -> config (resolve the tiny preset) ->\n' +
         'tokenize (sample lengths at the stage resolution) -> the Python compute plane validates the config ->\n' +
         'pack (exact-fill, packed shards) -> the Python training loader reads every packed batch ->\n' +
-        'pack the SFT conversations (stage sft, more tokens per image).\n' +
+        'pack the SFT conversations (stage sft, more tokens per image) -> pre-train the tiny model on the packed\n' +
+        'pairs (its loss against the captions\' unigram entropy) -> instruction-tune it from the pre-training export.\n' +
         'Outputs go to OUT (data/, config.json, demo.json); a rerun renders OUT/data afresh.',
     )
     .option('--out <dir>', 'output directory', 'runs/demo')
@@ -57,11 +61,13 @@ export function registerDemo(program: Command): void {
     .option('--sft <n>', 'synthetic SFT conversations', '2000')
     .option('--bench <n>', 'synthetic benchmark questions', '500')
     .option('--seed <n>', 'random seed', '0')
+    .option('--pretrain-steps <n>', 'optimizer steps of tiny pre-training (8 sequences each)', '60')
+    .option('--sft-steps <n>', 'optimizer steps of tiny SFT from the pre-trained export', '20')
     .option('--json', 'print the summary as JSON on stdout')
     .action(async (opts: DemoOptions) => {
       const out = resolve(opts.out);
       const started = Date.now();
-      const step = (n: number, what: string) => process.stderr.write(`\n[${n}/8] ${what}\n`);
+      const step = (n: number, what: string) => process.stderr.write(`\n[${n}/10] ${what}\n`);
 
       step(1, 'synth: rendering scenes, captions with 30% known noise, SFT chats, benchmark');
       await clearPreviousDemoData(join(out, 'data'));
@@ -126,6 +132,34 @@ export function registerDemo(program: Command): void {
       sftBar.stop();
       if (!sftPacked.total) throw new LoomError('SFT pack did not finish every window');
 
+      const pretrainSteps = integerOption(opts.pretrainSteps, '--pretrain-steps', 1);
+      step(9, `train: ${pretrainSteps} steps of tiny pre-training on the packed pairs (FSDP2, one process, CPU)`);
+      const runs = join(out, 'runs');
+      await rm(runs, { recursive: true, force: true });
+      const pretrainRun = resolveRunConfig({
+        preset: 'tiny',
+        stage: 'pretrain',
+        name: 'demo-pretrain',
+        assignments: [`data.packed=${packedDir}`, `train.max_steps=${pretrainSteps}`],
+      });
+      const pretrainConfigPath = join(runs, pretrainRun.name, 'config.json');
+      await writeJsonAtomic(pretrainConfigPath, pretrainRun);
+      process.stderr.write(`$ ${formatCommand(workerCommand({ verb: 'train', configPath: pretrainConfigPath }))}\n`);
+      const pretrained = await runTrainWorker(pretrainConfigPath, [], false);
+
+      const sftSteps = integerOption(opts.sftSteps, '--sft-steps', 1);
+      step(10, `train SFT: ${sftSteps} steps from the pre-training export, ${imageTokensPerImage(sftConfig)} tokens per image`);
+      const sftRun = resolveRunConfig({
+        preset: 'tiny',
+        stage: 'sft',
+        name: 'demo-sft',
+        assignments: [`data.packed=${sftDir}`, `train.max_steps=${sftSteps}`, `model.init_from=${String(pretrained.export)}`],
+      });
+      const sftConfigPath = join(runs, sftRun.name, 'config.json');
+      await writeJsonAtomic(sftConfigPath, sftRun);
+      process.stderr.write(`$ ${formatCommand(workerCommand({ verb: 'train', configPath: sftConfigPath }))}\n`);
+      const sftTrained = await runTrainWorker(sftConfigPath, [], false);
+
       const summary = {
         out,
         seconds: (Date.now() - started) / 1000,
@@ -137,6 +171,8 @@ export function registerDemo(program: Command): void {
         pack: pickPack(packed.total),
         loader: loaderRead.done,
         pack_sft: { ...pickPack(sftPacked.total), image_tokens_per_image: imageTokensPerImage(sftConfig) },
+        train: pickTrain(pretrained),
+        train_sft: pickTrain(sftTrained),
         not_built_yet: NOT_BUILT,
       };
       await writeJsonAtomic(join(out, 'demo.json'), summary);
@@ -199,6 +235,20 @@ function pickSynth(m: SynthManifest) {
   return { samples: m.pretrain.samples, clean: m.pretrain.clean, noise: m.pretrain.noise, shards: m.pretrain.shards.length, sft_conversations: m.sft.conversations, bench_questions: m.bench.questions };
 }
 
+function pickTrain(done: Record<string, unknown>) {
+  const pick = (key: string) => done[key] ?? null;
+  return {
+    run_dir: pick('run_dir'),
+    steps: pick('steps'),
+    final_loss: pick('final_loss'),
+    first_loss: pick('first_loss'),
+    seconds: pick('seconds'),
+    tokens_per_second: pick('mean_tokens_per_s'),
+    export: pick('export'),
+    loss_curve: pick('loss_curve'),
+  };
+}
+
 function pickInspect(r: InspectReport) {
   return { shards: r.shards, samples: r.samples, bad: r.bad, formats: r.formats, samples_per_second: r.itemsPerSecond, caption_words_mean: r.captionWords.mean, image_width_mean: r.imageWidth.mean };
 }
@@ -210,6 +260,8 @@ interface HumanView {
   pack: ReturnType<typeof pickPack>;
   loader: Record<string, unknown>;
   pack_sft: ReturnType<typeof pickPack> & { image_tokens_per_image: number };
+  train: ReturnType<typeof pickTrain>;
+  train_sft: ReturnType<typeof pickTrain>;
 }
 
 function humanSummary(s: HumanView, m: SynthManifest, r: InspectReport, t: TokenStats): string {
@@ -232,11 +284,24 @@ function humanSummary(s: HumanView, m: SynthManifest, r: InspectReport, t: Token
       ['  documents', `${s.pack.documents} kept, ${s.pack.truncated} truncated, ${s.pack.dropped} dropped; ${s.pack.samples_per_second.toFixed(0)} samples/s`],
       ['pack SFT', `${s.pack_sft.documents} conversations -> ${s.pack_sft.sequences} sequences, ${(100 * s.pack_sft.efficiency).toFixed(2)}% filled, ${s.pack_sft.image_tokens_per_image} tokens per image`],
       ['training loader (Python)', `read ${String(s.loader.sequences)} sequences in ${String(s.loader.batches)} batches, ${String(s.loader.images)} images, ${String(s.loader.label_tokens)} label tokens`],
+      ['pre-training (tiny, CPU)', trainLine(s.train)],
+      ['  vs captions', `unigram entropy ${fmtLoss(s.loader.label_unigram_entropy)} nats: the loss of a model that ignores image and context`],
+      ['  loss curve', String(s.train.loss_curve)],
+      ['SFT (from the export)', trainLine(s.train_sft)],
       ['not built yet', NOT_BUILT.join(', ')],
     ]),
     '',
-    `Next: loom inspect ${join(s.out, 'data', 'pretrain')}  |  loom config init --preset open-qwen2vl-2b  |  loom doctor`,
+    `Next: loom train --name more --packed ${join(s.out, 'packed')} --set train.max_steps=200  |  loom config init --preset open-qwen2vl-2b  |  docs/training.md`,
   ].join('\n');
+}
+
+function trainLine(t: ReturnType<typeof pickTrain>): string {
+  const speed = typeof t.tokens_per_second === 'number' ? `, ${t.tokens_per_second.toFixed(0)} tokens/s` : '';
+  return `${String(t.steps)} steps, loss ${fmtLoss(t.first_loss)} -> ${fmtLoss(t.final_loss)} in ${fmtLoss(t.seconds)} s${speed}`;
+}
+
+function fmtLoss(value: unknown): string {
+  return typeof value === 'number' ? value.toFixed(2) : '-';
 }
 
 function fmt(value: number | null): string {

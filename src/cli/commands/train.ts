@@ -298,12 +298,17 @@ export class TrainMonitor {
 }
 
 async function runTrain(plan: TrainPlan, quiet: boolean): Promise<Record<string, unknown>> {
+  return runTrainWorker(plan.configPath, plan.args, quiet, plan.launcher);
+}
+
+/** Runs the `train` verb with a step progress bar showing the loss (one line per metric when not a TTY). */
+export async function runTrainWorker(configPath: string, args: string[], quiet: boolean, launcher?: LauncherOptions): Promise<Record<string, unknown>> {
   const monitor = new TrainMonitor(quiet || process.stderr.isTTY ? undefined : (line) => process.stderr.write(`${line}\n`));
   const { done } = await runWorker({
     verb: 'train',
-    configPath: plan.configPath,
-    args: plan.args,
-    ...(plan.launcher ? { launcher: plan.launcher } : {}),
+    configPath,
+    args,
+    ...(launcher ? { launcher } : {}),
     progressLabel: 'train',
     progressSuffix: () => monitor.barSuffix(),
     silent: quiet,

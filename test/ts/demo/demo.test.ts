@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../../src/util/paths.js';
 
-test('`loom demo` runs synth -> inspect -> config -> tokenize -> Python, and its summary adds up', () => {
+test('`loom demo` runs synth -> inspect -> config -> tokenize -> Python -> pack -> train -> SFT, and its summary adds up', () => {
   const out = mkdtempSync(join(tmpdir(), 'loom-demo-'));
   try {
-    const run = spawnSync(process.execPath, [join(repoRoot(), 'bin', 'loom.js'), 'demo', '--out', out, '--samples', '200', '--sft', '10', '--bench', '8', '--json'], {
+    const run = spawnSync(process.execPath, [join(repoRoot(), 'bin', 'loom.js'), 'demo', '--out', out, '--samples', '200', '--sft', '10', '--bench', '8', '--pretrain-steps', '2', '--sft-steps', '1', '--json'], {
       encoding: 'utf8',
     });
     assert.equal(run.status, 0, run.stderr);
@@ -33,6 +33,14 @@ test('`loom demo` runs synth -> inspect -> config -> tokenize -> Python, and its
     assert.ok(Math.abs(summary.loader.fill - summary.pack.efficiency) < 1e-9, `${summary.loader.fill} vs ${summary.pack.efficiency}`);
     assert.equal(summary.pack_sft.documents, 10, 'every SFT conversation is packed');
     assert.equal(summary.pack_sft.image_tokens_per_image, 64);
+    // Training ran both stages; SFT started from the pre-training export.
+    assert.equal(summary.train.steps, 2);
+    assert.ok(Number.isFinite(summary.train.final_loss) && Number.isFinite(summary.train.first_loss));
+    assert.ok(existsSync(join(summary.train.export, 'loom.json')) && existsSync(summary.train.loss_curve));
+    assert.equal(summary.train_sft.steps, 1);
+    const sftConfig = JSON.parse(readFileSync(join(summary.train_sft.run_dir, 'config.json'), 'utf8'));
+    assert.equal(sftConfig.model.init_from, summary.train.export);
+    assert.ok(summary.loader.label_unigram_entropy > 1, 'captions carry information');
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

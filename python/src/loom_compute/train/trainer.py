@@ -309,6 +309,7 @@ def _train(config: dict[str, Any], run_dir: Path, ctx: DistContext, resume: bool
         rows = read_metrics(run_dir / "metrics.jsonl")
         if rows:
             summary["loss_curve"] = str(plot_loss_curve(rows, run_dir / "loss.png", f"{config['name']} ({config['stage']})"))
+            summary["first_loss"] = rows[0]["loss"]
             window = rows[-max(1, len(rows) // 10) :]
             summary["mean_tokens_per_s"] = sum(r["tokens_per_s"] for r in window) / len(window)
             summary["mean_images_per_s"] = sum(r["images_per_s"] for r in window) / len(window)
