@@ -9,6 +9,7 @@ import { PackedShardWriter, type PackedDoc, type PackedShardSpec } from './packe
 import { addCounts, emptyCounts, prepareDocumentImage, type DocumentCounts, type DocumentTokens, type PretrainDocuments } from './sample.js';
 import type { SftDocuments, SftRecord } from './sft.js';
 import { writeJsonAtomic } from '../util/atomic.js';
+import { Rng } from '../util/rng.js';
 
 export const PACK_ALGORITHMS = ['exact-fill', 'bfd', 'ffd'] as const;
 export type PackAlgorithm = (typeof PACK_ALGORITHMS)[number];
@@ -18,6 +19,8 @@ export const FFD_SHARD_SIZE = 10_000;
 const LENGTH_BATCH = 10_000;
 const BINS_PER_CHUNK = 64;
 const IMAGE_CONCURRENCY = 8;
+/** Rng stream key of the written order of a window's sequences. */
+const SEQUENCE_ORDER_STREAM = 0x5e9;
 export const MAX_BAD_RECORDS = 1000;
 
 /** The samples of one window, as read in pass 1 (no image bytes). */
@@ -106,6 +109,10 @@ export async function packWindow(o: PackWindowOptions): Promise<WindowReport> {
   for (let i = 0; i < n; i++) if (lengths[i]! > 0) kept.push(i);
   o.onDocuments?.(n - kept.length);
   const packed = runPacker(o.algorithm, Int32Array.from(kept, (i) => lengths[i]!), o.config, o.config.seed + o.window);
+  // Packers emit sequences in an order that drifts with document length (long documents first);
+  // written as is, every epoch would start on the long-caption sequences (a loss bump each epoch
+  // with the trainer's local shuffle buffer). A seeded shuffle makes every shard a fair sample.
+  const bins = Rng.derive(o.config.seed, o.window, SEQUENCE_ORDER_STREAM).shuffle([...packed.bins]);
 
   const writer = new PackedShardWriter({
     dir: join(o.outDir, windowDirName(o.window)),
@@ -139,17 +146,17 @@ export async function packWindow(o: PackWindowOptions): Promise<WindowReport> {
       return path === null ? [] : [await prepareDocumentImage(o.config, await readFile(path))];
     };
     const prepareChunk = async (fromBin: number) => {
-      const bins = packed.bins.slice(fromBin, fromBin + BINS_PER_CHUNK);
-      const samples = bins.flatMap((bin) => Array.from(bin, (j) => kept[j]!));
+      const chunkBins = bins.slice(fromBin, fromBin + BINS_PER_CHUNK);
+      const samples = chunkBins.flatMap((bin) => Array.from(bin, (j) => kept[j]!));
       const built = await buildDocs(samples);
       const images = await mapLimited(samples, IMAGE_CONCURRENCY, readImages);
-      return { bins, samples, docs: built.docs, images };
+      return { bins: chunkBins, samples, docs: built.docs, images };
     };
-    next = packed.bins.length > 0 ? prepareChunk(0) : null;
+    next = bins.length > 0 ? prepareChunk(0) : null;
     for (let b = 0; next; b += BINS_PER_CHUNK) {
       const chunk = await next;
       // Prepare the next chunk while this one is written.
-      next = b + BINS_PER_CHUNK < packed.bins.length ? prepareChunk(b + BINS_PER_CHUNK) : null;
+      next = b + BINS_PER_CHUNK < bins.length ? prepareChunk(b + BINS_PER_CHUNK) : null;
       let at = 0;
       for (const bin of chunk.bins) {
         const docs: PackedDoc[] = [];
