@@ -61,3 +61,13 @@ def test_per_block_compile_composes_with_fsdp_and_checkpointing(one_process, tin
     # aot_eager traces each block through dynamo and AOTAutograd like inductor does, without a C++ build.
     config = tiny_config("pretrain", "fsdp", tiny_packs["pretrain"], activation_checkpointing=True, compile=True)
     _close(_steps(tmp_path, config, 1, "--compile-backend", "aot_eager"), one_process, rel=1e-5)
+
+
+def test_bf16_mixed_precision_tracks_fp32(one_process, tiny_packs, tmp_path):
+    # bf16 compute with fp32 reduction and fp32 master weights: the same descent, to bf16's precision.
+    config = tiny_config("pretrain", "fsdp", tiny_packs["pretrain"], precision="bf16")
+    bf16 = _steps(tmp_path, config)
+    assert [r["label_tokens"] for r in bf16] == [r["label_tokens"] for r in one_process]
+    for low, full in zip(bf16, one_process):
+        assert low["loss"] == pytest.approx(full["loss"], rel=2e-2)
+        assert low["loss"] != full["loss"], "bf16 should not be bit-identical to fp32: was the policy applied?"

@@ -138,3 +138,15 @@ def test_init_from_a_directory_that_is_no_export_is_a_clear_error(tmp_path, tiny
     config["model"]["init_from"] = str(tmp_path)
     with pytest.raises(LoomComputeError, match="model.init_from .* is it a Loom export"):
         VisionLanguageModel.from_run_config(config)
+
+
+def test_loom_train_cli_runs_and_resumes_the_worker(tiny_packs, tmp_path):
+    from fixtures.node import LOOM, run_node
+
+    common = ["--preset", "tiny", "--name", "cli", "--runs-dir", str(tmp_path), "--packed", str(tiny_packs["pretrain"]),
+              "--set", "data.seq_len=256", "--set", "train.global_batch=4", "--set", "train.micro_batch=2", "--quiet", "--json"]
+    first = json.loads(run_node(str(LOOM), "train", *common, "--set", "train.max_steps=3", "--stop-after-steps", "2", timeout=300))
+    assert first["steps"] == 2 and not first["finished"] and "loom_compute train --config" in first["command"]
+    second = json.loads(run_node(str(LOOM), "train", *common, "--set", "train.max_steps=3", "--resume", timeout=300))
+    assert second["resumed_from_step"] == 2 and second["steps"] == 3 and second["finished"]
+    assert Path(second["export"], "loom.json").is_file()

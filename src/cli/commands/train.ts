@@ -48,7 +48,7 @@ export interface TrainPlan {
 
 const HELP = [
   'Train the model of a run config on packed shards (the output of `loom pack`, data.packed) with the Python ' +
-    'trainer: FSDP2, bf16 autocast with fp32 master weights, document-isolated attention on packed rows, ' +
+    'trainer: FSDP2 with bf16 mixed precision and fp32 master weights, document-isolated attention on packed rows, ' +
     'DCP checkpoints. The resolved config is written to RUNS_DIR/<name>/config.json, then the worker ' +
     '`python -m loom_compute train --config RUNS_DIR/<name>/config.json` starts; the exact command is printed ' +
     'first, so it can be pasted into a Slurm script (--dry-run prints it and starts nothing).',
