@@ -132,6 +132,9 @@ def _start_sleeper() -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited SIG_IGN:
+        # give the worker the default disposition a terminal would, however pytest was started.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     first = strict_json(proc.stdout.readline())  # the verb is running once it reports
