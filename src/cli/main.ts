@@ -6,6 +6,8 @@ import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerPack } from './commands/pack.js';
+import { registerReshard } from './commands/reshard.js';
+import { registerSelect } from './commands/select.js';
 import { registerSynth } from './commands/synth.js';
 import { registerTrain } from './commands/train.js';
 import { registerUnbuilt } from './commands/unbuilt.js';
@@ -26,6 +28,8 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerPack(program);
   registerTrain(program);
+  registerSelect(program);
+  registerReshard(program);
   registerUnbuilt(program, new Set(program.commands.map((c) => c.name())));
   return program;
 }

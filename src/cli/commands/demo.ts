@@ -42,7 +42,7 @@ interface TokenStats {
   seqLen: number;
 }
 
-const NOT_BUILT = ['curate', 'select', 'reshard', 'eval'];
+const NOT_BUILT = ['curate', 'eval'];
 
 export function registerDemo(program: Command): void {
   program

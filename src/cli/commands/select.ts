@@ -1,0 +1,95 @@
+// `loom select`: apply a rule over score sidecars and write DataComp's uid array plus a summary.
+import type { Command } from 'commander';
+import { printSummary, table } from '../output.js';
+import { startProgress } from '../progress.js';
+import { integerOption } from '../options.js';
+import { runSelect, type SelectSummary } from '../../select/select.js';
+
+interface SelectCliOptions {
+  scores: string;
+  rule: string;
+  out: string;
+  json?: boolean;
+  runSize: string;
+  sketchK: string;
+}
+
+export function registerSelect(program: Command): void {
+  program
+    .command('select')
+    .summary('apply threshold / top-fraction / union / intersection rules to score sidecars')
+    .description(
+      [
+        'Read the score sidecars SCORES/{shard}.{scorer}.parquet (written by `loom curate`), keep the samples that ' +
+          'pass RULE, and write OUT.npy (DataComp uid array: numpy dtype u8,u8, sorted, unique) and OUT.json (the rule, ' +
+          'thresholds resolved for top/bottom fractions, kept/failed/missing per atom, totals).',
+        'RULE atoms: `scorer.column >= x` (also >, <=, <, ==); `top(scorer.column, f)` keeps the fraction f of scored ' +
+          'rows with the highest values (threshold from a streaming quantile sketch with a guaranteed rank-error bound, ' +
+          'reported in OUT.json); `bottom(scorer.column, f)` the lowest. Combine with & (and), | (or), ! (not) and ' +
+          'parentheses; ! binds tightest, then &, then |.',
+        "A sample missing from a scorer's sidecar (a bad sample, or a shard that scorer has not scored) has no value for " +
+          "that scorer: its atoms are unknown, `!unknown` stays unknown, `unknown | true` is true, and a sample is kept " +
+          'only when the whole rule is true. Such samples are counted per atom ("missing") and per scorer.',
+        'Memory stays bounded: sidecars are read one shard at a time, kept uids are sorted in runs of --run-size and merged.',
+      ].join('\n\n'),
+    )
+    .requiredOption('--scores <dir>', 'directory of score sidecars ({shard}.{scorer}.parquet)')
+    .requiredOption('--rule <expr>', "selection rule, e.g. 'top(dfn.cosine, 0.15) | mlmf.semantic_understanding >= 85'")
+    .requiredOption('--out <path>', 'output prefix: writes PATH.npy and PATH.json')
+    .option('--json', 'print the summary as one JSON object on stdout')
+    .option('--run-size <n>', 'kept uids sorted in memory per run before spilling to disk', '1000000')
+    .option('--sketch-k <n>', 'quantile sketch buffer per level (even; larger = tighter top/bottom thresholds)', '4096')
+    .addHelpText(
+      'after',
+      "\nExamples:\n  loom select --scores data/scores --rule 'clip.cosine >= 0.28' --out data/sel/clip028\n" +
+        "  loom select --scores data/scores --rule 'top(dfn.cosine, 0.15) | mlmf.semantic_understanding >= 85' --out data/sel/union\n",
+    )
+    .action(async (opts: SelectCliOptions) => {
+      const runSize = integerOption(opts.runSize, '--run-size', 1);
+      const sketchK = integerOption(opts.sketchK, '--sketch-k', 8);
+      const progress = startProgress('select', undefined, { unit: 'rows', silent: false });
+      let summary: SelectSummary;
+      try {
+        summary = await runSelect({
+          scoresDir: opts.scores, rule: opts.rule, out: opts.out, runSize, sketchK: sketchK + (sketchK % 2),
+          onProgress: (done, total) => progress.update(done, total),
+          onWarning: (m) => process.stderr.write(`loom: warning: ${m}\n`),
+        });
+      } finally {
+        progress.stop();
+      }
+      printSummary(opts, summary, () => humanSummary(summary));
+    });
+}
+
+function humanSummary(s: SelectSummary): string {
+  const pct = (n: number, of: number) => (of === 0 ? '0%' : `${((100 * n) / of).toFixed(2)}%`);
+  const lines = [
+    `Selected ${fmt(s.kept)} of ${fmt(s.total)} samples (${pct(s.kept, s.total)}) from ${fmt(s.shards)} shard(s) with`,
+    `  ${s.rule}`,
+    '',
+    table([
+      ['uid array', s.output.npy],
+      ['summary', s.output.json],
+      ...Object.entries(s.inputs.scorers).map(([name, st]): [string, string] => [
+        `scorer ${name}`,
+        `${fmt(st.rows)} rows in ${fmt(st.shards)} shard(s), ${fmt(st.bad)} bad sample(s) not scored, ${fmt(s.missing_rows_by_scorer[name] ?? 0)} missing vs other scorers`,
+      ]),
+      ['time', `${s.seconds.toFixed(1)} s`],
+    ]),
+    '',
+    'Per atom (passed / failed / missing):',
+    table(
+      s.atoms.map((a): [string, string] => {
+        const resolved = a.kind === 'compare' ? '' : ` -> ${a.column} ${a.op} ${a.threshold} (rank error <= ${fmt(a.sketch?.rankErrorBound ?? 0)} rows)`;
+        return [a.text, `${fmt(a.passed)} / ${fmt(a.failed)} / ${fmt(a.missing)}${resolved}`];
+      }),
+    ),
+  ];
+  if (s.warnings.length > 0) lines.push('', `Warnings (${s.warnings.length}):`, ...s.warnings.slice(0, 10).map((w) => `  ${w}`));
+  return lines.join('\n');
+}
+
+function fmt(n: number): string {
+  return n.toLocaleString('en-US');
+}
