@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from loom_compute import doctor, read_packed, train_verb, validate_config
+from loom_compute import doctor, read_packed, score_verb, train_filter_verb, train_verb, validate_config
 from loom_compute.verbs import Verb, dispatch
 
 VERBS: dict[str, Verb] = {
@@ -18,6 +18,8 @@ VERBS: dict[str, Verb] = {
         validate_config.VERB,
         read_packed.VERB,
         train_verb.VERB,
+        score_verb.VERB,
+        train_filter_verb.VERB,
     )
 }
 

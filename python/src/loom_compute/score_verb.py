@@ -1,0 +1,64 @@
+"""Verb `score --shards DIR_OR_FILES --out SCORES --scorer-name NAME --model SOURCE [--batch-size N]`.
+
+Scores raw WebDataset shards with a CLIP or SigLIP checkpoint and writes one sidecar per shard,
+`SCORES/{shard_stem}.{NAME}.parquet` (docs/curation.md). Shards already scored are skipped, so a
+killed run is finished by running the same command again, with any number of ranks:
+
+    python -m loom_compute score --shards data/ --out scores/ --scorer-name clip --model DIR
+    torchrun --nproc-per-node 8 -m loom_compute score ...   # one process per GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from loom_compute.errors import UsageError
+from loom_compute.verbs import Verb
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shards", required=True, nargs="+", metavar="DIR_OR_FILE", help="shard files, or directories whose *.tar files are scored")
+    parser.add_argument("--out", required=True, metavar="SCORES", help="directory of the score sidecars ({shard_stem}.{scorer}.parquet)")
+    parser.add_argument("--scorer-name", required=True, metavar="NAME", help="the sidecars' scorer name, ^[a-z][a-z0-9_-]*$ (e.g. clip, dfn); rules name NAME.cosine")
+    parser.add_argument("--model", required=True, metavar="SOURCE", help="a transformers CLIP/SigLIP checkpoint: local directory or hub id (from the local cache)")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="pairs per forward pass (default 64)")
+    parser.add_argument("--device", default=None, metavar="DEVICE", help="torch device (default: this rank's GPU when there is one, else cpu)")
+
+
+def _device_for_rank(requested: str | None) -> str | None:
+    if requested is not None:
+        return requested
+    import os
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    index = local % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    return f"cuda:{index}"
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    # Imported here: the verb table must load without torch, so `doctor` can report a broken one.
+    from loom_compute.curate.clip_score import ClipScorer
+    from loom_compute.curate.runner import run_scoring
+
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+
+    def make_scorer() -> ClipScorer:
+        return ClipScorer(args.model, device=_device_for_rank(args.device), batch_size=args.batch_size)
+
+    summary = run_scoring(args.shards, args.out, args.scorer_name, make_scorer)
+    return {"model": args.model, "batch_size": args.batch_size, **summary}
+
+
+VERB = Verb(
+    name="score",
+    help="score raw shards with a CLIP/SigLIP checkpoint: one cosine sidecar per shard, resumable, any number of ranks",
+    run=run,
+    add_arguments=_add_arguments,
+)
