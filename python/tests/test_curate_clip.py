@@ -178,12 +178,15 @@ def test_scorer_sidecars_feed_loom_select_and_reshard(checkpoints: dict[str, Pat
     threshold = float(np.median(cosine))
     out = tmp_path / "sel"
     summary = json.loads(run_node(str(LOOM), "select", "--scores", str(tmp_path / "scores"), "--rule", f"clip.cosine >= {threshold!r}",
-                                  "--out", str(out), "--json"))
+                                  "--out", str(out), "--truth", str(shards), "--json"))
     expected = sorted(u for u, c in zip(rows.column("uid").to_pylist(), cosine) if c >= np.float32(threshold))
     selection = np.load(f"{out}.npy")
     assert selection.dtype == np.dtype("u8,u8")
     assert [f"{int(a):016x}{int(b):016x}" for a, b in selection] == expected
-    assert len(expected) >= 30 and json.dumps(summary)  # half the 60 samples, ties included
+    assert len(expected) >= 30  # half the 60 samples, ties included
+    truth = summary["truth"]  # synthetic json carries the noise truth: kept per kind adds up to the selection
+    assert truth["labelled"] == 60 and sum(k["kept"] for k in truth["kinds"].values()) == len(expected)
+    assert json.loads(Path(f"{out}.json").read_text())["truth"] == truth
 
     resharded = tmp_path / "resharded"
     run_node(str(LOOM), "reshard", "--shards", str(shards), "--selection", f"{out}.npy", "--out", str(resharded), "--json")

@@ -4,6 +4,10 @@ import { printSummary, table } from '../output.js';
 import { startProgress } from '../progress.js';
 import { integerOption } from '../options.js';
 import { runSelect, type SelectSummary } from '../../select/select.js';
+import { truthReport, type TruthReport } from '../../select/truth.js';
+import { readUidNpy } from '../../select/uidNpy.js';
+import { listShards } from '../../shards/reader.js';
+import { writeJsonAtomic } from '../../util/atomic.js';
 
 interface SelectCliOptions {
   scores: string;
@@ -12,6 +16,7 @@ interface SelectCliOptions {
   json?: boolean;
   runSize: string;
   sketchK: string;
+  truth?: string;
 }
 
 export function registerSelect(program: Command): void {
@@ -36,6 +41,7 @@ export function registerSelect(program: Command): void {
     .requiredOption('--scores <dir>', 'directory of score sidecars ({shard}.{scorer}.parquet)')
     .requiredOption('--rule <expr>', "selection rule, e.g. 'top(dfn.cosine, 0.15) | mlmf.semantic_understanding >= 85'")
     .requiredOption('--out <path>', 'output prefix: writes PATH.npy and PATH.json')
+    .option('--truth <shards>', "score the selection against the shards' ground truth (synthetic data: json.noise): kept/removed per noise kind, precision and recall of removal; added to OUT.json as `truth`")
     .option('--json', 'print the summary as one JSON object on stdout')
     .option('--run-size <n>', 'kept uids sorted in memory per run before spilling to disk', '1000000')
     .option('--sketch-k <n>', 'quantile sketch buffer per level (even; larger = tighter top/bottom thresholds)', '4096')
@@ -58,11 +64,34 @@ export function registerSelect(program: Command): void {
       } finally {
         progress.stop();
       }
-      printSummary(opts, summary, () => humanSummary(summary));
+      let result: SelectSummary & { truth?: TruthReport } = summary;
+      if (opts.truth !== undefined) {
+        const truth = await truthReport(await listShards(opts.truth), await readUidNpy(summary.output.npy));
+        result = { ...summary, truth };
+        await writeJsonAtomic(summary.output.json, result);
+      }
+      printSummary(opts, result, () => humanSummary(result));
     });
 }
 
-function humanSummary(s: SelectSummary): string {
+function truthTable(t: TruthReport): string[] {
+  if (t.labelled === 0) return ['', `Ground truth: none of the ${fmt(t.unlabelled)} samples carries json.noise (not synthetic data).`];
+  const pc = (x: number) => `${(100 * x).toFixed(1)}%`;
+  return [
+    '',
+    `Against the ground truth (${fmt(t.labelled)} labelled samples${t.unlabelled ? `, ${fmt(t.unlabelled)} without truth` : ''}):`,
+    table([
+      ...Object.entries(t.kinds).map(([kind, c]): [string, string] => [
+        kind,
+        kind === 'clean' ? `${fmt(c.kept)} of ${fmt(c.total)} kept (${pc(1 - c.removed_share)})` : `${fmt(c.removed)} of ${fmt(c.total)} removed (recall ${pc(c.removed_share)})`,
+      ]),
+      ['all noise', `${fmt(t.noisy.removed)} of ${fmt(t.noisy.total)} removed (recall ${pc(t.noisy.removed_share)})`],
+      ['removal precision', `${pc(t.removal_precision)} of the removed samples were noise`],
+    ]),
+  ];
+}
+
+function humanSummary(s: SelectSummary & { truth?: TruthReport }): string {
   const pct = (n: number, of: number) => (of === 0 ? '0%' : `${((100 * n) / of).toFixed(2)}%`);
   const lines = [
     `Selected ${fmt(s.kept)} of ${fmt(s.total)} samples (${pct(s.kept, s.total)}) from ${fmt(s.shards)} shard(s) with`,
@@ -86,6 +115,7 @@ function humanSummary(s: SelectSummary): string {
       }),
     ),
   ];
+  if (s.truth) lines.push(...truthTable(s.truth));
   if (s.warnings.length > 0) lines.push('', `Warnings (${s.warnings.length}):`, ...s.warnings.slice(0, 10).map((w) => `  ${w}`));
   return lines.join('\n');
 }

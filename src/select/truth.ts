@@ -1,0 +1,74 @@
+// How well a selection removes known noise: samples whose json carries ground truth (the synthetic
+// data's `noise: null | {kind}`) are counted per kind as kept or removed. Real data has no such
+// field; its samples are counted as unlabelled and the report says so.
+import { readShards } from '../shards/reader.js';
+import type { SortedUids } from './uidWords.js';
+
+export const CLEAN = 'clean';
+
+export interface TruthKindCounts {
+  total: number;
+  kept: number;
+  removed: number;
+  /** removed / total: recall of removal for a noise kind, the share lost for clean samples. */
+  removed_share: number;
+}
+
+export interface TruthReport {
+  /** Samples with ground truth (json.noise present), and those without. */
+  labelled: number;
+  unlabelled: number;
+  kinds: Record<string, TruthKindCounts>;
+  /** All noise kinds together. */
+  noisy: TruthKindCounts;
+  /** Of the removed labelled samples, the share that was noise (precision of removal). */
+  removal_precision: number;
+  /** Share of clean samples kept. */
+  clean_kept: number;
+}
+
+function kindOf(json: Record<string, unknown>): string | null {
+  if (!('noise' in json)) return null;
+  const noise = json.noise;
+  if (noise === null) return CLEAN;
+  const kind = typeof noise === 'object' && noise !== null ? (noise as { kind?: unknown }).kind : undefined;
+  return typeof kind === 'string' ? kind : 'unknown_noise';
+}
+
+function counts(total: number, kept: number): TruthKindCounts {
+  return { total, kept, removed: total - kept, removed_share: total === 0 ? 0 : (total - kept) / total };
+}
+
+/** Reads the shards' json (headers only, no image decode) and scores `selection` against their truth. */
+export async function truthReport(shards: string[], selection: SortedUids): Promise<TruthReport> {
+  const tally = new Map<string, { total: number; kept: number }>();
+  let unlabelled = 0;
+  for await (const item of readShards(shards)) {
+    if (item.kind !== 'sample') continue;
+    const kind = kindOf(item.sample.json);
+    if (kind === null) {
+      unlabelled += 1;
+      continue;
+    }
+    const entry = tally.get(kind) ?? { total: 0, kept: 0 };
+    entry.total += 1;
+    if (selection.indexOf(item.sample.uid) >= 0) entry.kept += 1;
+    tally.set(kind, entry);
+  }
+  const kinds = Object.fromEntries([...tally.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [k, counts(v.total, v.kept)]));
+  const noisyEntries = [...tally.entries()].filter(([k]) => k !== CLEAN).map(([, v]) => v);
+  const noisy = counts(
+    noisyEntries.reduce((s, v) => s + v.total, 0),
+    noisyEntries.reduce((s, v) => s + v.kept, 0),
+  );
+  const clean = kinds[CLEAN] ?? counts(0, 0);
+  const removed = noisy.removed + clean.removed;
+  return {
+    labelled: noisy.total + clean.total,
+    unlabelled,
+    kinds,
+    noisy,
+    removal_precision: removed === 0 ? 0 : noisy.removed / removed,
+    clean_kept: clean.total === 0 ? 0 : clean.kept / clean.total,
+  };
+}
