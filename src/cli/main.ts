@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { LoomError, EXIT_FAILURE } from './errors.js';
 import { registerConfig } from './commands/config.js';
+import { registerCurate } from './commands/curate.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerInspect } from './commands/inspect.js';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerTrain(program);
   registerSelect(program);
   registerReshard(program);
+  registerCurate(program);
   registerUnbuilt(program, new Set(program.commands.map((c) => c.name())));
   return program;
 }

@@ -27,7 +27,8 @@ export interface TruthReport {
   clean_kept: number;
 }
 
-function kindOf(json: Record<string, unknown>): string | null {
+/** The ground-truth kind of a sample's json: 'clean', a noise kind, or null when it records none. */
+export function truthKindOf(json: Record<string, unknown>): string | null {
   if (!('noise' in json)) return null;
   const noise = json.noise;
   if (noise === null) return CLEAN;
@@ -45,7 +46,7 @@ export async function truthReport(shards: string[], selection: SortedUids): Prom
   let unlabelled = 0;
   for await (const item of readShards(shards)) {
     if (item.kind !== 'sample') continue;
-    const kind = kindOf(item.sample.json);
+    const kind = truthKindOf(item.sample.json);
     if (kind === null) {
       unlabelled += 1;
       continue;
@@ -71,4 +72,15 @@ export async function truthReport(shards: string[], selection: SortedUids): Prom
     removal_precision: removed === 0 ? 0 : noisy.removed / removed,
     clean_kept: clean.total === 0 ? 0 : clean.kept / clean.total,
   };
+}
+
+/** uid -> ground-truth kind for every labelled sample (memory grows with the data: for reports on synthetic sets). */
+export async function readTruthKinds(shards: string[]): Promise<Map<string, string>> {
+  const kinds = new Map<string, string>();
+  for await (const item of readShards(shards)) {
+    if (item.kind !== 'sample') continue;
+    const kind = truthKindOf(item.sample.json);
+    if (kind !== null) kinds.set(item.sample.uid, kind);
+  }
+  return kinds;
 }

@@ -6,6 +6,7 @@ stdout; see loom_compute.protocol. Run it with --help for the verbs.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from loom_compute import doctor, read_packed, score_verb, train_filter_verb, train_verb, validate_config
@@ -25,6 +26,9 @@ VERBS: dict[str, Verb] = {
 
 
 def main() -> None:
+    # The CLI draws the progress; transformers' and the hub's own tqdm bars (weight loading, saving)
+    # would only clutter the worker's stderr. Read when transformers is first imported.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     dispatch(sys.argv[1:], VERBS)
 
 

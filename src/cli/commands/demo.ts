@@ -42,7 +42,7 @@ interface TokenStats {
   seqLen: number;
 }
 
-const NOT_BUILT = ['curate', 'eval'];
+const NOT_BUILT = ['eval'];
 
 export function registerDemo(program: Command): void {
   program

@@ -4,7 +4,6 @@ import type { Command } from 'commander';
 import { LoomError, EXIT_USAGE } from '../errors.js';
 
 const UNBUILT: Array<{ name: string; summary: string; issue?: number }> = [
-  { name: 'curate', summary: 'score shards with CLIP/SigLIP/DFN and MLM-Filter, select, report', issue: 5 },
   { name: 'pack', summary: 'tokenize and pack samples into fixed-length packed shards', issue: 3 },
   { name: 'eval', summary: 'run and score benchmarks (MMBench, SEEDBench, MMStar, MathVista, ...)' },
 ];

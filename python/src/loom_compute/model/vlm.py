@@ -239,9 +239,6 @@ def _load_llm(source: Mapping[str, Any], attention: str) -> Qwen2ForCausalLM:
 
 
 def _pretrained(model_class: Any, where: str, attention: str, part: str) -> Any:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # the CLI draws its own progress; a tqdm bar per part is noise
     try:
         # fp32 master weights whatever the checkpoint's storage dtype (Qwen2.5 ships bf16): mixed
         # precision casts for compute, the optimizer updates fp32.

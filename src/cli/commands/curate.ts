@@ -1,0 +1,154 @@
+// `loom curate`: score raw shards with an image-text model (optionally one trained here on trusted
+// pairs, the DFN idea), select by a rule, report (histograms, kept/dropped per rule atom, and the
+// precision and recall of removing noise when the data carries ground truth), optionally reshard.
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { LoomError, EXIT_USAGE } from '../errors.js';
+import { integerOption } from '../options.js';
+import { printSummary, table } from '../output.js';
+import { formatCommand, runWorker, workerCommand, type LauncherOptions } from '../../protocol/worker.js';
+import { listShards } from '../../shards/reader.js';
+import { neededColumns, parseRule } from '../../select/rule.js';
+import { runSelect, type SelectSummary } from '../../select/select.js';
+import { runReshard, type ReshardSummary } from '../../select/reshard.js';
+import { readTruthKinds, truthReport, type TruthReport } from '../../select/truth.js';
+import { readUidNpy } from '../../select/uidNpy.js';
+import { scoreHistogram, writeHistogramPng } from '../../curate/histogram.js';
+import { writeJsonAtomic } from '../../util/atomic.js';
+
+interface CurateOptions {
+  shards: string;
+  out: string;
+  model?: string;
+  trainFilter?: string;
+  filterSteps: string;
+  scorerName: string;
+  rule: string;
+  batchSize: string;
+  nprocPerNode: string;
+  truth?: boolean;
+  reshard?: boolean;
+  json?: boolean;
+}
+
+export function registerCurate(program: Command): void {
+  program
+    .command('curate')
+    .summary('score shards with CLIP/SigLIP or a filter network trained here, select, report, reshard')
+    .description(
+      [
+        'The curation steps in one command, each resumable (rerun the same command after a kill):',
+        '1. --train-filter TRUSTED: train a small contrastive image-text model on trusted pairs (DFN\'s filtering ' +
+          'network was never released), saved in transformers format as OUT/filter (kept when it exists). Or give a ' +
+          'CLIP/SigLIP checkpoint with --model (local directory or cached hub id).',
+        '2. score: `python -m loom_compute score` writes OUT/scores/{shard}.{scorer}.parquet, one sidecar per shard ' +
+          '(finished shards are skipped; --nproc-per-node N runs N processes under torchrun).',
+        '3. select: the rule (see `loom select --help`) gives OUT/selection.npy (DataComp u8,u8 uid array) and ' +
+          'OUT/selection.json (thresholds, kept/failed/missing per atom).',
+        '4. report: OUT/hist_{scorer}.{column}.png per scored column the rule uses (split by ground-truth kind with ' +
+          '--truth, the rule\'s threshold marked), and with --truth the precision and recall of removing each kind of ' +
+          'noise (synthetic data records it in json.noise). Everything in OUT/curate.json.',
+        '5. --reshard: OUT/shards, new shards of the selected samples.',
+      ].join('\n\n'),
+    )
+    .requiredOption('--shards <spec>', 'input shards: a directory, a file or a {a..b} brace range')
+    .requiredOption('--out <dir>', 'output directory (filter/, scores/, selection.*, hist_*.png, curate.json, shards/)')
+    .requiredOption('--rule <expr>', "selection rule over NAME.cosine, e.g. 'dfn.cosine >= 0.5' or 'top(dfn.cosine, 0.7)'")
+    .option('--model <source>', 'CLIP/SigLIP checkpoint to score with (instead of --train-filter)')
+    .option('--train-filter <trusted>', 'train the filter network on these trusted shards first (directory or files)')
+    .option('--filter-steps <n>', 'optimizer steps of --train-filter', '600')
+    .option('--scorer-name <name>', 'name of the scorer (sidecar suffix, rule prefix)', 'dfn')
+    .option('--batch-size <n>', 'pairs per scoring forward pass', '64')
+    .option('--nproc-per-node <n>', 'scoring processes (one per GPU) under torchrun', '1')
+    .option('--truth', 'report precision and recall of removal per ground-truth kind (synthetic data)')
+    .option('--reshard', 'write the selected samples as new shards in OUT/shards')
+    .option('--json', 'print the summary as JSON on stdout')
+    .addHelpText(
+      'after',
+      '\nExample (synthetic data):\n' +
+        '  loom synth --out data/trusted --samples 2000 --noise 0 --seed 7 --sft 0 --bench 0\n' +
+        "  loom curate --shards data/synth/pretrain --train-filter data/trusted/pretrain --rule 'dfn.cosine >= 0.5' --truth --out data/curated\n",
+    )
+    .action(async (opts: CurateOptions) => {
+      const out = resolve(opts.out);
+      if ((opts.model === undefined) === (opts.trainFilter === undefined)) {
+        throw new LoomError('give exactly one of --model (a checkpoint to score with) and --train-filter (trusted shards to train one on)', EXIT_USAGE);
+      }
+      const rule = parseRule(opts.rule);
+      const columns = neededColumns(rule);
+      const unknown = [...columns.keys()].filter((s) => s !== opts.scorerName);
+      if (unknown.length > 0) {
+        throw new LoomError(`--rule names scorer(s) ${unknown.join(', ')} but this run scores only '${opts.scorerName}' (--scorer-name)`, EXIT_USAGE);
+      }
+      const shards = await listShards(opts.shards);
+      if (shards.length === 0) throw new LoomError(`--shards ${opts.shards}: no shards found`, EXIT_USAGE);
+      const nproc = integerOption(opts.nprocPerNode, '--nproc-per-node', 1);
+      const launcher: LauncherOptions | undefined = nproc > 1 ? { nprocPerNode: nproc } : undefined;
+      const started = Date.now();
+
+      let model = opts.model;
+      let filter: Record<string, unknown> | null = null;
+      if (opts.trainFilter !== undefined) {
+        model = join(out, 'filter');
+        if (existsSync(join(model, 'config.json'))) {
+          process.stderr.write(`filter network: reusing ${model}\n`);
+        } else {
+          const trusted = await listShards(opts.trainFilter);
+          const steps = String(integerOption(opts.filterSteps, '--filter-steps', 1));
+          filter = (await run({ verb: 'train-filter', args: ['--shards', ...trusted, '--out', model, '--steps', steps], progressLabel: 'train-filter' })).done;
+        }
+      }
+
+      const scoresDir = join(out, 'scores');
+      const scoreArgs = ['--shards', ...shards, '--out', scoresDir, '--scorer-name', opts.scorerName, '--model', model!, '--batch-size', String(integerOption(opts.batchSize, '--batch-size', 1))];
+      const score = (await run({ verb: 'score', args: scoreArgs, progressLabel: 'score', ...(launcher ? { launcher } : {}) })).done;
+
+      const selection = await runSelect({ scoresDir, rule: opts.rule, out: join(out, 'selection'), onWarning: (m) => process.stderr.write(`loom: warning: ${m}\n`) });
+      let truth: TruthReport | undefined;
+      let kinds: Map<string, string> | undefined;
+      if (opts.truth) {
+        truth = await truthReport(shards, await readUidNpy(selection.output.npy));
+        kinds = await readTruthKinds(shards);
+      }
+      const histograms: string[] = [];
+      for (const [scorer, cols] of columns) {
+        for (const column of cols) {
+          const h = await scoreHistogram(scoresDir, scorer, column, 40, kinds ? (uid) => kinds!.get(uid) : undefined);
+          const atom = selection.atoms.find((a) => a.column === `${scorer}.${column}`);
+          const path = join(out, `hist_${scorer}.${column}.png`);
+          await writeHistogramPng(h, `${scorer}.${column}: ${h.rows} scored samples`, path, atom?.threshold);
+          histograms.push(path);
+        }
+      }
+      let reshard: ReshardSummary | undefined;
+      if (opts.reshard) reshard = await runReshard({ shards, selection: selection.output.npy, out: join(out, 'shards') });
+
+      const summary = { out, seconds: (Date.now() - started) / 1000, model, filter, score, selection, truth: truth ?? null, histograms, reshard: reshard ?? null };
+      await writeJsonAtomic(join(out, 'curate.json'), summary);
+      printSummary(opts, summary, () => human(selection, score, truth, histograms, out));
+    });
+}
+
+async function run(options: Parameters<typeof runWorker>[0]) {
+  process.stderr.write(`$ ${formatCommand(workerCommand(options))}\n`);
+  return runWorker(options);
+}
+
+function human(s: SelectSummary, score: Record<string, unknown>, truth: TruthReport | undefined, histograms: string[], out: string): string {
+  const pc = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const rows: Array<[string, string]> = [
+    ['scored', `${String(score.samples)} samples in ${String(score.shards)} shard(s) (${String(score.bad)} bad), ${Number(score.samples_per_s ?? 0).toFixed(0)} samples/s`],
+    ['rule', s.rule],
+    ['kept', `${s.kept} of ${s.total} (${pc(s.total ? s.kept / s.total : 0)})`],
+    ...s.atoms.map((a): [string, string] => [`  ${a.text}`, `${a.passed} passed, ${a.failed} failed, ${a.missing} missing (threshold ${a.threshold})`]),
+  ];
+  if (truth && truth.labelled > 0) {
+    for (const [kind, c] of Object.entries(truth.kinds)) {
+      rows.push([kind === 'clean' ? 'clean kept' : `${kind} removed`, kind === 'clean' ? `${c.kept}/${c.total} (${pc(1 - c.removed_share)})` : `${c.removed}/${c.total} (recall ${pc(c.removed_share)})`]);
+    }
+    rows.push(['removal precision', pc(truth.removal_precision)]);
+  }
+  rows.push(['histograms', histograms.join(', ')], ['report', join(out, 'curate.json')]);
+  return ['', 'Loom curate', table(rows)].join('\n');
+}
