@@ -6,6 +6,9 @@ killed run is finished by running the same command again, with any number of ran
 
     python -m loom_compute score --shards data/ --out scores/ --scorer-name clip --model DIR
     torchrun --nproc-per-node 8 -m loom_compute score ...   # one process per GPU
+
+`--kind mlm-filter --model runs/NAME/export` scores the four MLM-Filter metrics with a Loom export
+instead (curate/mlm_filter.py): eight columns, `<metric>` and `<metric>_argmax`.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", required=True, nargs="+", metavar="DIR_OR_FILE", help="shard files, or directories whose *.tar files are scored")
     parser.add_argument("--out", required=True, metavar="SCORES", help="directory of the score sidecars ({shard_stem}.{scorer}.parquet)")
     parser.add_argument("--scorer-name", required=True, metavar="NAME", help="the sidecars' scorer name, ^[a-z][a-z0-9_-]*$ (e.g. clip, dfn); rules name NAME.cosine")
-    parser.add_argument("--model", required=True, metavar="SOURCE", help="a transformers CLIP/SigLIP checkpoint: local directory or hub id (from the local cache)")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="pairs per forward pass (default 64)")
+    parser.add_argument("--model", required=True, metavar="SOURCE", help="a transformers CLIP/SigLIP checkpoint: local directory or hub id (from the local cache); with --kind mlm-filter a Loom export directory")
+    parser.add_argument("--kind", choices=("clip", "mlm-filter"), default="clip", help="clip: a CLIP/SigLIP checkpoint, one cosine column; mlm-filter: a Loom export (runs/NAME/export) scored on the four MLM-Filter metrics")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="pairs per forward pass (default 64 for clip, 8 for mlm-filter)")
+    parser.add_argument("--answer-end", choices=("im_end", "non_digit"), default="im_end", help="mlm-filter: what ends a score answer: <|im_end|> (score-only answers) or any non-digit token (score then an explanation)")
     parser.add_argument("--device", default=None, metavar="DEVICE", help="torch device (default: this rank's GPU when there is one, else cpu)")
 
 
@@ -46,14 +51,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from loom_compute.curate.clip_score import ClipScorer
     from loom_compute.curate.runner import run_scoring
 
+    if args.batch_size is None:
+        args.batch_size = 8 if args.kind == "mlm-filter" else 64
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
 
-    def make_scorer() -> ClipScorer:
+    def make_scorer() -> Any:
+        if args.kind == "mlm-filter":
+            from loom_compute.curate.mlm_filter import MlmFilterScorer
+
+            return MlmFilterScorer.from_export(args.model, device=_device_for_rank(args.device), batch_size=args.batch_size, answer_end=args.answer_end)
         return ClipScorer(args.model, device=_device_for_rank(args.device), batch_size=args.batch_size)
 
     summary = run_scoring(args.shards, args.out, args.scorer_name, make_scorer)
-    return {"model": args.model, "batch_size": args.batch_size, **summary}
+    return {"model": args.model, "kind": args.kind, "batch_size": args.batch_size, **summary}
 
 
 VERB = Verb(
