@@ -79,6 +79,12 @@ def test_dcp_reader_refuses_a_checkpoint_without_its_json_index(runs, tmp_path):
 
     copy = tmp_path / "ckpt"
     shutil.copytree(runs["split"] / "checkpoints" / "step_00000006", copy)
+    # A non-tensor entry would be read by DCP with torch.load(weights_only=False): refused up front.
+    index = json.loads((copy / ".metadata.json").read_text())
+    index["state_dict"][next(iter(index["state_dict"]))]["kind"] = "bytes"
+    (copy / ".metadata.json").write_text(json.dumps(index))
+    with pytest.raises(LoomComputeError, match="holds tensors only"):
+        JsonMetadataReader(str(copy)).read_metadata()
     (copy / ".metadata.json").write_text("{not json")
     with pytest.raises(LoomComputeError, match=r"\.metadata\.json: not valid JSON"):
         JsonMetadataReader(str(copy)).read_metadata()

@@ -7,6 +7,7 @@ rules: it validates against the same file, so both sides reach the same verdict 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -54,6 +55,26 @@ def load_run_config(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"run config {path} is not valid JSON: {exc}") from exc
     return validate_run_config(config, str(path))
+
+
+def read_tokenizer(config: dict[str, Any]) -> tuple[str, bytes]:
+    """(sha256 hex, bytes) of the run's tokenizer.json, the file the packed shards were made with.
+
+    The CLI resolves a null ``tokenizer.path`` to the local LLM checkpoint's tokenizer.json when it
+    writes the config (src/config/resolve.ts), so a null here means there was none to find.
+    """
+    path = config["tokenizer"]["path"]
+    if not path:
+        raise ConfigError(
+            "tokenizer.path is not set (and model.llm.source.pretrained is no local checkpoint directory to take "
+            "tokenizer.json from): name the tokenizer.json the data was packed with",
+            key="tokenizer.path",
+        )
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"tokenizer.path = {path!r}: cannot read it ({exc.strerror or exc})", key="tokenizer.path") from None
+    return hashlib.sha256(data).hexdigest(), data
 
 
 def image_tokens_per_image(config: dict[str, Any]) -> int:

@@ -8,28 +8,19 @@ it saw: the check that TypeScript's packed shards are what the compute plane exp
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
+
+import numpy as np
 from typing import Any
 
 from loom_compute import protocol
-from loom_compute.config import load_run_config
+from loom_compute.config import load_run_config, read_tokenizer
 from loom_compute.errors import LoomComputeError
 from loom_compute.verbs import Verb
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--packed", required=True, metavar="DIR", help="output directory of `loom pack` (shards in w*/)")
-
-
-def _tokenizer_sha256(config: dict[str, Any]) -> str:
-    path = config["tokenizer"]["path"]
-    if path is None:
-        raise LoomComputeError("the run config names no tokenizer.path; set it to the tokenizer.json the data was packed with")
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError as exc:
-        raise LoomComputeError(f"cannot read the run's tokenizer {path}: {exc.strerror or exc}") from exc
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -41,10 +32,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     shards = sorted(Path(args.packed).glob("w*/*.tar"))
     if not shards:
         raise LoomComputeError(f"{args.packed}: no packed shards (w*/*.tar); run `loom pack` first")
-    loader = PackedLoader.for_run(config, _tokenizer_sha256(config), shards)
+    loader = PackedLoader.for_run(config, read_tokenizer(config)[0], shards)
     batches = len(loader)
-    import numpy as np
-
     sequences = real_tokens = images = targets = documents = 0
     target_counts = np.zeros(0, dtype=np.int64)
     for done, batch in enumerate(loader, start=1):
@@ -75,11 +64,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def unigram_entropy(counts: "np.ndarray") -> float:
+def unigram_entropy(counts: np.ndarray) -> float:
     """Entropy (nats) of the labelled tokens' frequencies: the loss of the best model that ignores
     context and image, the bar a trained model's loss must clear."""
-    import numpy as np
-
     total = counts.sum()
     if total == 0:
         return 0.0

@@ -31,6 +31,7 @@ import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+from loom_compute.atomic import write_json_atomic
 from loom_compute.errors import LoomComputeError
 from loom_compute.train.dcp_json import JsonMetadataReader, JsonMetadataWriter
 from loom_compute.train.distributed import DistContext, barrier
@@ -61,15 +62,6 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     found = list_checkpoints(run_dir)
     return found[-1][1] if found else None
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(value, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 # ---- RNG state as JSON ----------------------------------------------------------------------

@@ -4,15 +4,15 @@
 chunk lives at which byte range of which file) as ``.metadata`` with plain ``pickle``, and its
 reader loads it with ``pickle.load``: opening someone else's checkpoint could run their code.
 Loom keeps DCP (sharded saves, resharding on load, parallel I/O) and swaps only that one file for
-``.metadata.json``. The tensor files stay DCP's own, read back with ``torch.load(weights_only=True)``,
-which accepts tensors only. Non-tensor state never goes through DCP here (the trainer keeps it in
-JSON), so the checkpoint holds no pickled Python objects at all.
+``.metadata.json``. The tensor files stay DCP's own (torch's zip format), read back with
+``torch.load(weights_only=True)``, whose restricted unpickler rebuilds tensors and nothing else.
+Non-tensor state never goes through DCP here (the trainer keeps it in JSON), and both sides refuse
+a non-tensor entry: DCP would read one with ``torch.load(weights_only=False)``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from torch.distributed.checkpoint.metadata import (
     TensorStorageMetadata,
 )
 
+from loom_compute.atomic import write_json_atomic
 from loom_compute.errors import LoomComputeError
 
 METADATA_FILE = ".metadata.json"
@@ -49,9 +50,9 @@ def _size(values: Any) -> torch.Size | None:
     return None if values is None else torch.Size(int(v) for v in values)
 
 
-def _entry_to_json(entry: Any) -> dict[str, Any]:
+def _entry_to_json(fqn: str, entry: Any) -> dict[str, Any]:
     if isinstance(entry, BytesStorageMetadata):
-        return {"kind": "bytes"}
+        raise LoomComputeError(f"checkpoint entry {fqn!r} is not a tensor: keep non-tensor state out of DCP (it would be pickled)")
     props = entry.properties
     return {
         "kind": "tensor",
@@ -65,9 +66,10 @@ def _entry_to_json(entry: Any) -> dict[str, Any]:
     }
 
 
-def _entry_from_json(data: dict[str, Any]) -> Any:
-    if data["kind"] == "bytes":
-        return BytesStorageMetadata()
+def _entry_from_json(fqn: str, data: dict[str, Any]) -> Any:
+    if data["kind"] != "tensor":
+        # DCP's planner reads non-tensor entries with torch.load(weights_only=False): never accept one.
+        raise LoomComputeError(f"checkpoint entry {fqn!r} has kind {data['kind']!r}; a Loom checkpoint holds tensors only")
     properties = TensorProperties(
         dtype=_torch_attr(data["dtype"]),
         layout=_torch_attr(data["layout"]),
@@ -101,7 +103,7 @@ def metadata_to_json(metadata: Metadata) -> dict[str, Any]:
         "format": FORMAT,
         "version": VERSION,
         "dcp_version": metadata.version,
-        "state_dict": {fqn: _entry_to_json(entry) for fqn, entry in metadata.state_dict_metadata.items()},
+        "state_dict": {fqn: _entry_to_json(fqn, entry) for fqn, entry in metadata.state_dict_metadata.items()},
         "planner_data": {k: list(v) for k, v in planner.items()} if isinstance(planner, dict) else None,
         "storage": storage,
     }
@@ -121,7 +123,7 @@ def metadata_from_json(data: dict[str, Any]) -> Metadata:
     }
     planner = data.get("planner_data")
     return Metadata(
-        state_dict_metadata={fqn: _entry_from_json(entry) for fqn, entry in data["state_dict"].items()},
+        state_dict_metadata={fqn: _entry_from_json(fqn, entry) for fqn, entry in data["state_dict"].items()},
         planner_data=None if planner is None else {k: _tuples(v) for k, v in planner.items()},
         storage_data=storage,
         storage_meta=StorageMeta(),
@@ -135,13 +137,7 @@ class JsonMetadataWriter(FileSystemWriter):
     def finish(self, metadata: Metadata, results: list[list[Any]]) -> None:
         metadata.version = CURRENT_DCP_VERSION
         metadata.storage_data = {wr.index: wr.storage_data for wr_list in results for wr in wr_list}
-        path = Path(self.path) / METADATA_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(metadata_to_json(metadata), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_json_atomic(Path(self.path) / METADATA_FILE, metadata_to_json(metadata), indent=None)
 
 
 class JsonMetadataReader(FileSystemReader):

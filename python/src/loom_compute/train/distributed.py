@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from loom_compute.errors import ConfigError
-from loom_compute.protocol import process_rank, world_size
+from loom_compute.protocol import world_size
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def choose_backend(config: Mapping[str, Any]) -> str:
 def init_distributed(config: Mapping[str, Any], timeout_s: float = 1800.0) -> DistContext:
     """Joins (or forms) the process group and picks this process's device."""
     backend = choose_backend(config)
-    rank, world = process_rank(), world_size()
+    world = world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if backend == "nccl":
         device = torch.device("cuda", local_rank)

@@ -15,7 +15,6 @@ end the weights are exported (safetensors) and the loss curve is drawn.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from loom_compute import protocol
-from loom_compute.config import load_run_config
+from loom_compute.config import load_run_config, read_tokenizer
 from loom_compute.errors import ConfigError, LoomComputeError, UsageError
 from loom_compute.train.distributed import DistContext, all_reduce_sum, init_distributed, shutdown_distributed
 
@@ -132,23 +131,10 @@ def packed_shards(config: Mapping[str, Any]) -> tuple[Path, list[Path]]:
 
 def tokenizer_info(config: Mapping[str, Any]) -> tuple[str, int | None]:
     """(sha256 of tokenizer.json, its vocabulary size)."""
-    path = config["tokenizer"].get("path")
-    llm_dir = config["model"]["llm"]["source"].get("pretrained")
-    if not path and llm_dir and (Path(llm_dir) / "tokenizer.json").is_file():
-        path = str(Path(llm_dir) / "tokenizer.json")  # null means the LLM checkpoint's own tokenizer
-    if not path:
-        raise ConfigError(
-            "tokenizer.path is not set and model.llm.source.pretrained is no local directory with a tokenizer.json: "
-            "name the tokenizer.json the data was packed with",
-            key="tokenizer.path",
-        )
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"tokenizer.path = {path!r}: {exc.strerror or exc}", key="tokenizer.path") from None
     from tokenizers import Tokenizer
 
-    return hashlib.sha256(data).hexdigest(), Tokenizer.from_str(data.decode("utf-8")).get_vocab_size()
+    sha256, data = read_tokenizer(config)
+    return sha256, Tokenizer.from_str(data.decode("utf-8")).get_vocab_size()
 
 
 def run_training(config_path: str | Path, resume: bool = False, stop_after_steps: int | None = None, compile_backend: str = "inductor") -> dict[str, Any]:
@@ -315,7 +301,7 @@ def _train(config: dict[str, Any], run_dir: Path, ctx: DistContext, resume: bool
             summary["mean_images_per_s"] = sum(r["images_per_s"] for r in window) / len(window)
             mfus = [r["mfu"] for r in window if r.get("mfu") is not None]
             summary["mean_mfu"] = sum(mfus) / len(mfus) if mfus else None
-        from loom_compute.train.checkpoint import write_json_atomic
+        from loom_compute.atomic import write_json_atomic
 
         write_json_atomic(run_dir / "train.json", summary)
     return summary
