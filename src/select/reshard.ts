@@ -1,7 +1,10 @@
 // `loom reshard`: copy the selected samples of input shards into new shards, in input order.
 // A uid in an --upsample array (and in the selection) is written K times in all: the first copy
 // keeps its key, copy j (j >= 2) gets the key `{key}_u{j}`; every copy keeps the same uid in its
-// json, so uid-based tools still see one sample. Output shards are written atomically by
+// json, so uid-based tools still see one sample. Every member of a sample is copied byte for byte
+// under its own extension (.npy, .cls, a second caption, the image as .jpeg or .webp...); only
+// a json that lacks the uid, or whose `key` no longer matches (a renamed or upsampled copy), is
+// rewritten as {...json, key, uid}. Output shards are written atomically by
 // ShardWriter; OUT/_reshard.json records the job, so a rerun with the same inputs resumes after
 // the last finished shard, and a directory holding anything else is refused.
 import { createHash } from 'node:crypto';
@@ -11,7 +14,8 @@ import { basename, join, resolve } from 'node:path';
 import { LoomError } from '../cli/errors.js';
 import { isTempPath, writeJsonAtomic } from '../util/atomic.js';
 import { readShards } from '../shards/reader.js';
-import { ShardWriter } from '../shards/writer.js';
+import { ShardWriter, type StoredMembers } from '../shards/writer.js';
+import { SAMPLE_FIELD_NAMES, type Sample, type SampleMember } from '../shards/types.js';
 import { shardFileName, statsFileName } from '../shards/keys.js';
 import { readUidNpy } from './uidNpy.js';
 import type { SortedUids } from './uidWords.js';
@@ -127,7 +131,7 @@ export async function runReshard(options: ReshardOptions): Promise<ReshardSummar
   let duplicates = 0;
   let renamed = 0;
   try {
-    for await (const item of readShards(options.shards)) {
+    for await (const item of readShards(options.shards, { members: true })) {
       options.onProgress?.();
       if (item.kind === 'bad') {
         inputBad++;
@@ -145,6 +149,7 @@ export async function runReshard(options: ReshardOptions): Promise<ReshardSummar
       found[at] = 1;
       const copies = copiesOf(sample.uid);
       if (copies > 1) upsampled++;
+      const { stored, extra } = splitMembers(sample);
       for (let j = 1; j <= copies; j++) {
         if (position % perShard === 0) outKeys = new Set();
         let key = j === 1 ? sample.key : `${sample.key}_u${j}`;
@@ -159,7 +164,7 @@ export async function runReshard(options: ReshardOptions): Promise<ReshardSummar
         }
         outKeys.add(key);
         if (position >= skip) {
-          await writer.write({ key, uid: sample.uid, image: sample.image, caption: sample.caption, json: { ...sample.json, uid: sample.uid } });
+          await writer.write({ key, uid: sample.uid, image: sample.image, caption: sample.caption, json: { ...sample.json, uid: sample.uid }, stored, extra });
         }
         position++;
       }
@@ -198,6 +203,21 @@ export async function runReshard(options: ReshardOptions): Promise<ReshardSummar
   if (closed.samples + skip < position) throw new LoomError(`reshard: wrote ${closed.samples} samples after skipping ${skip}, expected ${position}`);
   await writeJsonAtomic(join(options.out, MANIFEST), { ...manifest, complete: true, summary });
   return summary;
+}
+
+/** The sample's members as stored: its image, .txt and .json ones, and all the others. */
+function splitMembers(sample: Sample): { stored: StoredMembers; extra: SampleMember[] } {
+  if (!sample.members) throw new Error(`reshard: the reader gave no members for ${sample.shard} key ${sample.key}`);
+  const stored: StoredMembers = {};
+  const extra: SampleMember[] = [];
+  for (const member of sample.members) {
+    const field = member.ext.toLowerCase();
+    if (field === 'txt') stored.txt = member.data;
+    else if (field === 'json') stored.json = member.data;
+    else if (SAMPLE_FIELD_NAMES.has(field)) stored.imageExt = member.ext; // a good sample has exactly one image
+    else extra.push(member);
+  }
+  return { stored, extra };
 }
 
 /**

@@ -1,6 +1,6 @@
 // Streams samples out of WebDataset shards, reporting every bad sample (and bad file) in order
 // instead of throwing: a bad sample never takes good samples around it along.
-import type { BadReason, BadSample, ReadOptions, ShardItem } from './types.js';
+import { SAMPLE_FIELD_NAMES, type BadReason, type BadSample, type ReadOptions, type SampleMember, type ShardItem } from './types.js';
 import { readTarMembers, type TarEnd } from './tarMembers.js';
 import { Grouper, type Group, type GroupEvent } from './grouping.js';
 import { hasAllParts, judgeGroup } from './validate.js';
@@ -30,7 +30,7 @@ export async function* readShards(paths: string[], options: ReadOptions = {}): A
   const window = options.decodeImages ? Math.max(1, options.decodeConcurrency ?? 64) : 1;
   const queue: Pending[] = [];
   for (const path of paths) {
-    for await (const item of shardItems(path, options.decodeImages === true)) {
+    for await (const item of shardItems(path, options.decodeImages === true, options.members === true)) {
       queue.push(item);
       while (queue.length > 0 && (queue.length > window || !isDecoding(queue[0]!))) yield await settle(queue.shift()!);
     }
@@ -38,7 +38,7 @@ export async function* readShards(paths: string[], options: ReadOptions = {}): A
   while (queue.length > 0) yield await settle(queue.shift()!);
 }
 
-async function* shardItems(shard: string, decode: boolean): AsyncGenerator<Pending> {
+async function* shardItems(shard: string, decode: boolean, keepMembers: boolean): AsyncGenerator<Pending> {
   const seen = new Set<string>();
   const grouper = new Grouper();
   const judge = function* (group: Group): Generator<Pending> {
@@ -46,6 +46,7 @@ async function* shardItems(shard: string, decode: boolean): AsyncGenerator<Pendi
     for (const bad of verdict.bad) yield { kind: 'bad', bad };
     const sample = verdict.sample;
     if (!sample) return;
+    if (keepMembers) sample.members = membersAsStored(group);
     if (!decode) {
       yield { kind: 'sample', sample };
       return;
@@ -101,6 +102,21 @@ function* atTheCut(file: string, end: TarEnd, last: Group | null, judge: (g: Gro
     reported = true;
   }
   if (!reported) yield bad(file, null, reason, end.detail);
+}
+
+/**
+ * The group's members as stored, less the "a.b.jpg"-style ones: those belong to a dotted key
+ * "a.b" that the validator reports as bad, not to sample "a" (same rule as validate.ts).
+ */
+function membersAsStored(group: Group): SampleMember[] {
+  const members: SampleMember[] = [];
+  const afterKey = group.key.length + 1;
+  for (const m of group.members) {
+    const dot = m.ext.lastIndexOf('.');
+    if (dot >= 0 && SAMPLE_FIELD_NAMES.has(m.ext.slice(dot + 1))) continue;
+    members.push({ ext: m.name.slice(afterKey), data: m.data });
+  }
+  return members;
 }
 
 function bad(shard: string, key: string | null, reason: BadReason, detail: string): ShardItem {

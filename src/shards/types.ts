@@ -1,9 +1,22 @@
 // The shapes shared by everything that reads or writes raw/curated WebDataset shards
-// (img2dataset / DataComp layout: {key}.jpg|png|webp, {key}.txt, {key}.json).
+// (img2dataset / DataComp layout: {key}.jpg|png|webp, {key}.txt, {key}.json, and any other
+// members such as {key}.npy or {key}.cls).
 
 export type ImageExt = 'jpg' | 'png' | 'webp';
 
 export const IMAGE_EXTS: readonly ImageExt[] = ['jpg', 'png', 'webp'];
+
+/** The field names (lower-cased extensions) that make up a sample's image, caption and json;
+ *  any other member ("npy", "cls", "b.npy") is carried along as it is. */
+export const SAMPLE_FIELD_NAMES: ReadonlySet<string> = new Set(['jpg', 'jpeg', 'png', 'webp', 'txt', 'json']);
+
+/** One member of a sample as stored: its extension as spelled after the key's dot, and its bytes. */
+export interface SampleMember {
+  /** "jpg", "JPEG", "npy", "b.npy": the member name after `{key}.`, case kept (WebDataset
+   *  lower-cases it to get the field name). */
+  ext: string;
+  data: Buffer;
+}
 
 /** One good image-caption pair. */
 export interface Sample {
@@ -19,6 +32,10 @@ export interface Sample {
   json: Record<string, unknown>;
   /** Pixel size: from a full decode when decodeImages is on, else from the image header. */
   imageInfo?: { width: number; height: number };
+  /** Every member of the sample in tar order, bytes untouched: image, .txt, .json and the others
+   *  (`.npy` embeddings, `.cls`, ...), not those of a dotted key ("a.b.jpg"). Set only when read
+   *  with `members: true`. */
+  members?: SampleMember[];
 }
 
 /** Why a sample (or a whole file) was skipped. */
@@ -61,4 +78,6 @@ export interface ReadOptions {
   decodeImages?: boolean;
   /** How many decodes may be in flight at once (decodeImages only). Default 64. */
   decodeConcurrency?: number;
+  /** Also give each sample's members as stored (Sample.members), for faithful copies. Default false. */
+  members?: boolean;
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { LoomError } from '../cli/errors.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { SerialQueue } from '../util/serialQueue.js';
-import { IMAGE_EXTS, type ImageExt } from './types.js';
+import { IMAGE_EXTS, SAMPLE_FIELD_NAMES, type ImageExt, type SampleMember } from './types.js';
 import { deriveUid, isValidUid, keyProblem, shardFileName, statsFileName } from './keys.js';
 import { readImageHeader } from './imageHeader.js';
 import type { ShardStats } from './stats.js';
@@ -26,8 +26,30 @@ export interface SampleToWrite {
   image: { ext: ImageExt; data: Buffer };
   caption: string;
   json: Record<string, unknown>;
+  /** Further members written unchanged beside the image, .txt and .json ({ext: 'npy', data},
+   *  {ext: 'cls', data}), all sorted by extension together. Refused: an extension the writer
+   *  writes itself (an image field, txt, json, in any case), one given twice, or one that would
+   *  read back under another key ("b.jpg" is key "{key}.b"'s image). */
+  extra?: readonly SampleMember[];
+  /** The image, .txt and .json members as stored in the shard the sample is copied from. */
+  stored?: StoredMembers;
 }
 
+/** Lets a copy keep the exact bytes and names of its source (see `loom reshard`). */
+export interface StoredMembers {
+  /** The image member's extension as spelled there ("jpeg", "JPG"); must name image.ext's format. */
+  imageExt?: string;
+  /** The .txt bytes: written when they decode (UTF-8) to exactly `caption`, else ignored. */
+  txt?: Buffer;
+  /** The .json bytes: written unchanged when they parse to exactly `json`, carry the sample's
+   *  uid, and a `key` equal to the sample key or none; otherwise json is serialised as usual
+   *  (e.g. a renamed or upsampled copy gets its new key). */
+  json?: Buffer;
+}
+
+// Extension (lower-cased) -> the image format it names.
+const IMAGE_FIELDS: Record<string, ImageExt> = { jpg: 'jpg', jpeg: 'jpg', png: 'png', webp: 'webp' };
+const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 interface OpenShard {
   index: number;
@@ -130,12 +152,26 @@ export class ShardWriter {
     if (given !== undefined && !isValidUid(given)) throw new SampleError(`${where}: uid ${JSON.stringify(given)} is not 32 lowercase hex characters`);
     const shardName = shardFileName(this.shard ? this.shard.index : this.nextIndex);
     const uid = (given as string | undefined) ?? deriveUid(shardName, sample.key);
-    const json = Buffer.from(JSON.stringify({ ...sample.json, key: sample.key, uid }), 'utf8');
+    const stored = sample.stored ?? {};
+    const imageExt = stored.imageExt ?? sample.image.ext;
+    if (typeof imageExt !== 'string' || IMAGE_FIELDS[imageExt.toLowerCase()] !== sample.image.ext) {
+      throw new SampleError(`${where}: stored image extension ${JSON.stringify(imageExt)} does not name a ${sample.image.ext.toUpperCase()} image`);
+    }
     const members: Array<[string, Buffer]> = [
-      [sample.image.ext, sample.image.data],
-      ['json', json],
-      ['txt', Buffer.from(sample.caption, 'utf8')],
+      [imageExt, sample.image.data],
+      ['json', storedJsonFits(stored.json, sample, uid) ? stored.json! : Buffer.from(JSON.stringify({ ...sample.json, key: sample.key, uid }), 'utf8')],
+      ['txt', storedTxtFits(stored.txt, sample) ? stored.txt! : Buffer.from(sample.caption, 'utf8')],
     ];
+    if (sample.extra !== undefined) {
+      if (!Array.isArray(sample.extra)) throw new SampleError(`${where}: extra must be an array of {ext, data} members`);
+      const taken = new Set<string>();
+      for (const member of sample.extra as readonly SampleMember[]) {
+        const problem = extraProblem(member, taken);
+        if (problem) throw new SampleError(`${where}: extra member ${problem}`);
+        taken.add(member.ext.toLowerCase());
+        members.push([member.ext, member.data]);
+      }
+    }
     members.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     return { members, uid };
   }
@@ -179,6 +215,50 @@ export class ShardWriter {
     };
     await writeJsonAtomic(join(this.dir, statsFileName(shard.index)), stats);
     this.written.push(shard.tar.path);
+  }
+}
+
+/** Why an extra member cannot be written beside the others (null when it can). */
+function extraProblem(member: SampleMember, taken: ReadonlySet<string>): string | null {
+  if (member === null || typeof member !== 'object' || typeof member.ext !== 'string') return 'must be {ext: string, data: Buffer}';
+  const ext = member.ext;
+  const shown = JSON.stringify(ext);
+  if (!Buffer.isBuffer(member.data)) return `${shown}: data must be a Buffer`;
+  if (ext.length === 0) return 'has an empty extension';
+  // eslint-disable-next-line no-control-regex
+  if (/[/\\\u0000-\u001f\u007f]/.test(ext)) return `${shown}: an extension cannot hold "/", a backslash or a control character`;
+  const field = ext.toLowerCase();
+  if (SAMPLE_FIELD_NAMES.has(field)) return `${shown} collides with the ${field in IMAGE_FIELDS ? 'image' : field} member the writer writes itself`;
+  const last = field.slice(field.lastIndexOf('.') + 1);
+  if (SAMPLE_FIELD_NAMES.has(last)) return `${shown} would be read back as the .${last} of another key (the key would end at its first dot)`;
+  if (taken.has(field)) return `${shown} is given twice (extensions are compared lower-cased, as WebDataset reads them)`;
+  return null;
+}
+
+/** True when the stored json bytes are exactly the sample's json, with its uid and key (or no key). */
+function storedJsonFits(bytes: Buffer | undefined, sample: SampleToWrite, uid: string): boolean {
+  if (bytes === undefined) return false;
+  if (!Buffer.isBuffer(bytes)) throw new SampleError(`sample "${sample.key}": stored.json must be a Buffer`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(utf8.decode(bytes));
+  } catch {
+    return false;
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return false;
+  const record = parsed as Record<string, unknown>;
+  if (record.uid !== uid || (record.key !== undefined && record.key !== sample.key)) return false;
+  return JSON.stringify(record) === JSON.stringify(sample.json);
+}
+
+/** True when the stored .txt bytes are the caption (they may differ by a byte order mark). */
+function storedTxtFits(bytes: Buffer | undefined, sample: SampleToWrite): boolean {
+  if (bytes === undefined) return false;
+  if (!Buffer.isBuffer(bytes)) throw new SampleError(`sample "${sample.key}": stored.txt must be a Buffer`);
+  try {
+    return utf8.decode(bytes) === sample.caption;
+  } catch {
+    return false;
   }
 }
 

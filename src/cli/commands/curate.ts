@@ -9,7 +9,7 @@ import { integerOption } from '../options.js';
 import { printSummary, table } from '../output.js';
 import { formatCommand, runWorker, workerCommand, type LauncherOptions } from '../../protocol/worker.js';
 import { listShards } from '../../shards/reader.js';
-import { neededColumns, parseRule } from '../../select/rule.js';
+import { neededColumns, parseRule, SCORER_NAME_RE } from '../../select/rule.js';
 import { runSelect, type SelectSummary } from '../../select/select.js';
 import { runReshard, type ReshardSummary } from '../../select/reshard.js';
 import { readTruthKinds, truthReport, type TruthReport } from '../../select/truth.js';
@@ -24,6 +24,10 @@ interface CurateOptions {
   trainFilter?: string;
   filterSteps: string;
   scorerName: string;
+  mlmFilter?: string;
+  mlmName: string;
+  mlmBatchSize: string;
+  answerEnd: string;
   rule: string;
   batchSize: string;
   nprocPerNode: string;
@@ -32,54 +36,90 @@ interface CurateOptions {
   json?: boolean;
 }
 
+/** One scoring pass of this run: a scorer name, the worker's --kind, and its model. */
+interface ScorerPlan {
+  name: string;
+  kind: 'clip' | 'mlm-filter';
+  model: string;
+  args: string[];
+}
+
 export function registerCurate(program: Command): void {
   program
     .command('curate')
-    .summary('score shards with CLIP/SigLIP or a filter network trained here, select, report, reshard')
+    .summary('score shards with CLIP/SigLIP, a filter network trained here and/or MLM-Filter; select, report, reshard')
     .description(
       [
-        'The curation steps in one command, each resumable (rerun the same command after a kill):',
+        'The curation steps in one command, each resumable (rerun the same command after a kill, with any number of ' +
+          'processes):',
         '1. --train-filter TRUSTED: train a small contrastive image-text model on trusted pairs (DFN\'s filtering ' +
           'network was never released), saved in transformers format as OUT/filter (kept when it exists). Or give a ' +
-          'CLIP/SigLIP checkpoint with --model (local directory or cached hub id).',
-        '2. score: `python -m loom_compute score` writes OUT/scores/{shard}.{scorer}.parquet, one sidecar per shard ' +
-          '(finished shards are skipped; --nproc-per-node N runs N processes under torchrun).',
-        '3. select: the rule (see `loom select --help`) gives OUT/selection.npy (DataComp u8,u8 uid array) and ' +
-          'OUT/selection.json (thresholds, kept/failed/missing per atom).',
-        '4. report: OUT/hist_{scorer}.{column}.png per scored column the rule uses (split by ground-truth kind with ' +
+          'CLIP/SigLIP checkpoint with --model (local directory or cached hub id). Its scores are named --scorer-name ' +
+          '(default dfn), one column: cosine.',
+        '2. --mlm-filter EXPORT (optional, alone or with 1.): score the four MLM-Filter metrics 0-100 with an MLLM in ' +
+          'Loom\'s export format (runs/NAME/export) instruction-tuned on the MLM-Filter prompts. Its scores are named ' +
+          '--mlm-name (default mlmf), columns image_text_matching, object_detail_fulfillment, caption_text_quality, ' +
+          'semantic_understanding (expected values) and the same with _argmax.',
+        '3. score: `python -m loom_compute score` writes OUT/scores/{shard}.{scorer}.parquet, one sidecar per shard ' +
+          'and scorer (finished shards are skipped; --nproc-per-node N runs N processes under torchrun).',
+        '4. select: the rule (see `loom select --help`) over any of this run\'s scorers gives OUT/selection.npy ' +
+          '(DataComp u8,u8 uid array) and OUT/selection.json (thresholds, kept/failed/missing per atom). ' +
+          "Open-Qwen2VL's union: 'top(dfn.cosine, 0.15) | mlmf.semantic_understanding >= 85'.",
+        '5. report: OUT/hist_{scorer}.{column}.png per scored column the rule uses (split by ground-truth kind with ' +
           '--truth, the rule\'s threshold marked), and with --truth the precision and recall of removing each kind of ' +
           'noise (synthetic data records it in json.noise). Everything in OUT/curate.json.',
-        '5. --reshard: OUT/shards, new shards of the selected samples.',
+        '6. --reshard: OUT/shards, new shards of the selected samples.',
       ].join('\n\n'),
     )
     .requiredOption('--shards <spec>', 'input shards: a directory, a file or a {a..b} brace range')
     .requiredOption('--out <dir>', 'output directory (filter/, scores/, selection.*, hist_*.png, curate.json, shards/)')
-    .requiredOption('--rule <expr>', "selection rule over NAME.cosine, e.g. 'dfn.cosine >= 0.5' or 'top(dfn.cosine, 0.7)'")
+    .requiredOption('--rule <expr>', "selection rule over this run's scores, e.g. 'dfn.cosine >= 0.5' or 'top(dfn.cosine, 0.7)'")
     .option('--model <source>', 'CLIP/SigLIP checkpoint to score with (instead of --train-filter)')
     .option('--train-filter <trusted>', 'train the filter network on these trusted shards first (directory or files)')
     .option('--filter-steps <n>', 'optimizer steps of --train-filter', '600')
-    .option('--scorer-name <name>', 'name of the scorer (sidecar suffix, rule prefix)', 'dfn')
-    .option('--batch-size <n>', 'pairs per scoring forward pass', '64')
+    .option('--scorer-name <name>', 'name of the CLIP-style scorer (sidecar suffix, rule prefix)', 'dfn')
+    .option('--batch-size <n>', 'pairs per CLIP-style scoring forward pass', '64')
+    .option('--mlm-filter <export>', 'also (or only) score the MLM-Filter metrics with this Loom export directory')
+    .option('--mlm-name <name>', 'name of the MLM-Filter scorer', 'mlmf')
+    .option('--mlm-batch-size <n>', 'samples per MLM-Filter forward pass (each is scored on all four metrics)', '8')
+    .option('--answer-end <token>', 'MLM-Filter: what ends a score answer, im_end (score-only answers) or non_digit (score, then text)', 'im_end')
     .option('--nproc-per-node <n>', 'scoring processes (one per GPU) under torchrun', '1')
     .option('--truth', 'report precision and recall of removal per ground-truth kind (synthetic data)')
     .option('--reshard', 'write the selected samples as new shards in OUT/shards')
     .option('--json', 'print the summary as JSON on stdout')
     .addHelpText(
       'after',
-      '\nExample (synthetic data):\n' +
+      '\nExamples (synthetic data):\n' +
         '  loom synth --out data/trusted --samples 2000 --noise 0 --seed 7 --sft 0 --bench 0\n' +
-        "  loom curate --shards data/synth/pretrain --train-filter data/trusted/pretrain --rule 'dfn.cosine >= 0.5' --truth --out data/curated\n",
+        "  loom curate --shards data/synth/pretrain --train-filter data/trusted/pretrain --rule 'dfn.cosine >= 0.5' --truth --out data/curated\n" +
+        '  # the recipe\'s union, on 8 GPUs, with an MLM-Filter model exported by `loom train`:\n' +
+        "  loom curate --shards data/raw --model DFN_CHECKPOINT_DIR --mlm-filter runs/mlmf/export --nproc-per-node 8 \\\n" +
+        "      --rule 'top(dfn.cosine, 0.15) | mlmf.semantic_understanding >= 85' --reshard --out data/curated\n",
     )
     .action(async (opts: CurateOptions) => {
       const out = resolve(opts.out);
-      if ((opts.model === undefined) === (opts.trainFilter === undefined)) {
-        throw new LoomError('give exactly one of --model (a checkpoint to score with) and --train-filter (trusted shards to train one on)', EXIT_USAGE);
+      if (opts.model !== undefined && opts.trainFilter !== undefined) {
+        throw new LoomError('give at most one of --model (a checkpoint to score with) and --train-filter (trusted shards to train one on)', EXIT_USAGE);
+      }
+      if (opts.model === undefined && opts.trainFilter === undefined && opts.mlmFilter === undefined) {
+        throw new LoomError('nothing to score with: give --model or --train-filter (CLIP-style), and/or --mlm-filter', EXIT_USAGE);
+      }
+      const clipScorer = opts.model !== undefined || opts.trainFilter !== undefined;
+      if (clipScorer && opts.mlmFilter !== undefined && opts.scorerName === opts.mlmName) {
+        throw new LoomError(`--scorer-name and --mlm-name are both '${opts.mlmName}'; the two scorers need different names`, EXIT_USAGE);
+      }
+      for (const [flag, name] of [['--scorer-name', opts.scorerName], ['--mlm-name', opts.mlmName]] as const) {
+        if (!SCORER_NAME_RE.test(name)) throw new LoomError(`${flag} '${name}': a scorer name matches ${String(SCORER_NAME_RE)}`, EXIT_USAGE);
+      }
+      if (opts.answerEnd !== 'im_end' && opts.answerEnd !== 'non_digit') {
+        throw new LoomError(`--answer-end '${opts.answerEnd}': expected im_end or non_digit`, EXIT_USAGE);
       }
       const rule = parseRule(opts.rule);
       const columns = neededColumns(rule);
-      const unknown = [...columns.keys()].filter((s) => s !== opts.scorerName);
+      const running = [...(clipScorer ? [opts.scorerName] : []), ...(opts.mlmFilter !== undefined ? [opts.mlmName] : [])];
+      const unknown = [...columns.keys()].filter((s) => !running.includes(s));
       if (unknown.length > 0) {
-        throw new LoomError(`--rule names scorer(s) ${unknown.join(', ')} but this run scores only '${opts.scorerName}' (--scorer-name)`, EXIT_USAGE);
+        throw new LoomError(`--rule names scorer(s) ${unknown.join(', ')} but this run scores only ${running.map((n) => `'${n}'`).join(' and ')}`, EXIT_USAGE);
       }
       const shards = await listShards(opts.shards);
       if (shards.length === 0) throw new LoomError(`--shards ${opts.shards}: no shards found`, EXIT_USAGE);
@@ -87,22 +127,33 @@ export function registerCurate(program: Command): void {
       const launcher: LauncherOptions | undefined = nproc > 1 ? { nprocPerNode: nproc } : undefined;
       const started = Date.now();
 
-      let model = opts.model;
       let filter: Record<string, unknown> | null = null;
-      if (opts.trainFilter !== undefined) {
-        model = join(out, 'filter');
-        if (existsSync(join(model, 'config.json'))) {
-          process.stderr.write(`filter network: reusing ${model}\n`);
-        } else {
-          const trusted = await listShards(opts.trainFilter);
-          const steps = String(integerOption(opts.filterSteps, '--filter-steps', 1));
-          filter = (await run({ verb: 'train-filter', args: ['--shards', ...trusted, '--out', model, '--steps', steps], progressLabel: 'train-filter' })).done;
+      const plans: ScorerPlan[] = [];
+      if (clipScorer) {
+        let model = opts.model;
+        if (opts.trainFilter !== undefined) {
+          model = join(out, 'filter');
+          if (existsSync(join(model, 'config.json'))) {
+            process.stderr.write(`filter network: reusing ${model}\n`);
+          } else {
+            const trusted = await listShards(opts.trainFilter);
+            const steps = String(integerOption(opts.filterSteps, '--filter-steps', 1));
+            filter = (await run({ verb: 'train-filter', args: ['--shards', ...trusted, '--out', model, '--steps', steps], progressLabel: 'train-filter' })).done;
+          }
         }
+        plans.push({ name: opts.scorerName, kind: 'clip', model: model!, args: ['--batch-size', String(integerOption(opts.batchSize, '--batch-size', 1))] });
+      }
+      if (opts.mlmFilter !== undefined) {
+        const batch = String(integerOption(opts.mlmBatchSize, '--mlm-batch-size', 1));
+        plans.push({ name: opts.mlmName, kind: 'mlm-filter', model: resolve(opts.mlmFilter), args: ['--batch-size', batch, '--answer-end', opts.answerEnd] });
       }
 
       const scoresDir = join(out, 'scores');
-      const scoreArgs = ['--shards', ...shards, '--out', scoresDir, '--scorer-name', opts.scorerName, '--model', model!, '--batch-size', String(integerOption(opts.batchSize, '--batch-size', 1))];
-      const score = (await run({ verb: 'score', args: scoreArgs, progressLabel: 'score', ...(launcher ? { launcher } : {}) })).done;
+      const scores: Record<string, Record<string, unknown>> = {};
+      for (const plan of plans) {
+        const args = ['--shards', ...shards, '--out', scoresDir, '--scorer-name', plan.name, '--kind', plan.kind, '--model', plan.model, ...plan.args];
+        scores[plan.name] = (await run({ verb: 'score', args, progressLabel: `score ${plan.name}`, ...(launcher ? { launcher } : {}) })).done;
+      }
 
       const selection = await runSelect({ scoresDir, rule: opts.rule, out: join(out, 'selection'), onWarning: (m) => process.stderr.write(`loom: warning: ${m}\n`) });
       let truth: TruthReport | undefined;
@@ -124,9 +175,10 @@ export function registerCurate(program: Command): void {
       let reshard: ReshardSummary | undefined;
       if (opts.reshard) reshard = await runReshard({ shards, selection: selection.output.npy, out: join(out, 'shards') });
 
-      const summary = { out, seconds: (Date.now() - started) / 1000, model, filter, score, selection, truth: truth ?? null, histograms, reshard: reshard ?? null };
+      const scorers = plans.map(({ name, kind, model }) => ({ name, kind, model }));
+      const summary = { out, seconds: (Date.now() - started) / 1000, scorers, filter, scores, selection, truth: truth ?? null, histograms, reshard: reshard ?? null };
       await writeJsonAtomic(join(out, 'curate.json'), summary);
-      printSummary(opts, summary, () => human(selection, score, truth, histograms, out));
+      printSummary(opts, summary, () => human(selection, scores, truth, histograms, out));
     });
 }
 
@@ -135,10 +187,13 @@ async function run(options: Parameters<typeof runWorker>[0]) {
   return runWorker(options);
 }
 
-function human(s: SelectSummary, score: Record<string, unknown>, truth: TruthReport | undefined, histograms: string[], out: string): string {
+function human(s: SelectSummary, scores: Record<string, Record<string, unknown>>, truth: TruthReport | undefined, histograms: string[], out: string): string {
   const pc = (x: number) => `${(100 * x).toFixed(1)}%`;
   const rows: Array<[string, string]> = [
-    ['scored', `${String(score.samples)} samples in ${String(score.shards)} shard(s) (${String(score.bad)} bad), ${Number(score.samples_per_s ?? 0).toFixed(0)} samples/s`],
+    ...Object.entries(scores).map(([name, score]): [string, string] => [
+      `scored by ${name}`,
+      `${String(score.samples)} samples in ${String(score.shards_scored)} shard(s), ${String(score.shards_skipped)} already done (${String(score.bad)} bad), ${Number(score.samples_per_s ?? 0).toFixed(0)} samples/s`,
+    ]),
     ['rule', s.rule],
     ['kept', `${s.kept} of ${s.total} (${pc(s.total ? s.kept / s.total : 0)})`],
     ...s.atoms.map((a): [string, string] => [`  ${a.text}`, `${a.passed} passed, ${a.failed} failed, ${a.missing} missing (threshold ${a.threshold})`]),

@@ -1,50 +1,181 @@
 // `loom curate` end to end on synthetic data: train a filter network on trusted pairs, score, select,
-// report against the ground truth, reshard; a rerun resumes (filter reused, shards skipped).
-import { test } from 'node:test';
+// report against the ground truth, reshard; a rerun resumes (filter reused, shards skipped); a CLIP-
+// style scorer and the MLM-Filter scorer in one run, selected by their union; a run killed mid-way
+// (every process of it, workers included) and relaunched with another process count ends with the
+// same sidecars as an uninterrupted run.
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from '../../../src/util/paths.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { listSidecars, readSidecar } from '../../../src/select/sidecars.js';
+import { readUidNpy } from '../../../src/select/uidNpy.js';
+import { isTempPath } from '../../../src/util/atomic.js';
+import { pythonExecutable, repoRoot } from '../../../src/util/paths.js';
 
-const loom = (...args: string[]) => spawnSync(process.execPath, [join(repoRoot(), 'bin', 'loom.js'), ...args], { encoding: 'utf8' });
+// One thread everywhere: torchrun gives each worker one, and floats must agree bit for bit across runs.
+const env = { ...process.env, OMP_NUM_THREADS: '1' };
+const loomArgs = (...args: string[]) => [join(repoRoot(), 'bin', 'loom.js'), ...args];
+const loom = (...args: string[]) => spawnSync(process.execPath, loomArgs(...args), { encoding: 'utf8', env });
+
+let dir = '';
+let filter = '';
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'loom-curate-'));
+  const synth = loom('synth', '--out', join(dir, 'synth'), '--samples', '240', '--samples-per-shard', '40', '--sft', '0', '--bench', '0', '--quiet');
+  assert.equal(synth.status, 0, synth.stderr);
+  const trusted = loom('synth', '--out', join(dir, 'trusted'), '--samples', '60', '--noise', '0', '--seed', '7', '--sft', '0', '--bench', '0', '--quiet');
+  assert.equal(trusted.status, 0, trusted.stderr);
+  filter = join(dir, 'filter');
+  const trained = spawnSync(pythonExecutable(), ['-m', 'loom_compute', 'train-filter', '--shards', join(dir, 'trusted', 'pretrain'), '--out', filter, '--steps', '3'], {
+    encoding: 'utf8',
+    env: { ...env, PYTHONPATH: join(repoRoot(), 'python', 'src') },
+  });
+  assert.equal(trained.status, 0, trained.stderr);
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 test('loom curate: filter network, scores, selection with truth, histogram, reshard; a rerun resumes', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'loom-curate-'));
-  try {
-    const synth = loom('synth', '--out', join(dir, 'synth'), '--samples', '120', '--samples-per-shard', '40', '--sft', '0', '--bench', '0', '--quiet');
-    assert.equal(synth.status, 0, synth.stderr);
-    const trusted = loom('synth', '--out', join(dir, 'trusted'), '--samples', '60', '--noise', '0', '--seed', '7', '--sft', '0', '--bench', '0', '--quiet');
-    assert.equal(trusted.status, 0, trusted.stderr);
-    const args = ['curate', '--shards', join(dir, 'synth', 'pretrain'), '--train-filter', join(dir, 'trusted', 'pretrain'), '--filter-steps', '3',
-      '--rule', 'top(dfn.cosine, 0.5)', '--truth', '--reshard', '--out', join(dir, 'out'), '--json'];
-    const first = loom(...args);
-    assert.equal(first.status, 0, first.stderr);
-    const report = JSON.parse(first.stdout);
-    assert.deepEqual(report, JSON.parse(readFileSync(join(dir, 'out', 'curate.json'), 'utf8')));
-    assert.equal(report.score.samples, 120);
-    assert.equal(report.selection.total, 120);
-    assert.ok(report.selection.kept >= 60 && report.selection.kept < 120, `top half kept ${report.selection.kept}`);
-    assert.equal(report.truth.labelled, 120);
-    const kinds = report.truth.kinds as Record<string, { kept: number; total: number }>;
-    assert.equal(Object.values(kinds).reduce((s, k) => s + k.kept, 0), report.selection.kept, 'truth counts add up to the selection');
-    assert.equal(report.reshard.written, report.selection.kept);
-    const png = readFileSync(report.histograms[0]);
-    assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-    assert.ok(existsSync(join(dir, 'out', 'filter', 'config.json')) && existsSync(join(dir, 'out', 'selection.npy')));
+  const args = ['curate', '--shards', join(dir, 'synth', 'pretrain'), '--train-filter', join(dir, 'trusted', 'pretrain'), '--filter-steps', '3',
+    '--rule', 'top(dfn.cosine, 0.5)', '--truth', '--reshard', '--out', join(dir, 'out'), '--json'];
+  const first = loom(...args);
+  assert.equal(first.status, 0, first.stderr);
+  const report = JSON.parse(first.stdout);
+  assert.deepEqual(report, JSON.parse(readFileSync(join(dir, 'out', 'curate.json'), 'utf8')));
+  assert.deepEqual(report.scorers, [{ name: 'dfn', kind: 'clip', model: join(dir, 'out', 'filter') }]);
+  assert.equal(report.scores.dfn.samples, 240);
+  assert.equal(report.selection.total, 240);
+  assert.ok(report.selection.kept >= 120 && report.selection.kept < 240, `top half kept ${report.selection.kept}`);
+  assert.equal(report.truth.labelled, 240);
+  const kinds = report.truth.kinds as Record<string, { kept: number; total: number }>;
+  assert.equal(Object.values(kinds).reduce((s, k) => s + k.kept, 0), report.selection.kept, 'truth counts add up to the selection');
+  assert.equal(report.reshard.written, report.selection.kept);
+  const png = readFileSync(report.histograms[0]);
+  assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  assert.ok(existsSync(join(dir, 'out', 'filter', 'config.json')) && existsSync(join(dir, 'out', 'selection.npy')));
 
-    const again = loom(...args);
-    assert.equal(again.status, 0, again.stderr);
-    const second = JSON.parse(again.stdout);
-    assert.equal(second.filter, null, 'the trained filter is reused');
-    assert.equal(second.score.shards_skipped, 3);
-    assert.equal(second.selection.kept, report.selection.kept);
+  const again = loom(...args);
+  assert.equal(again.status, 0, again.stderr);
+  const second = JSON.parse(again.stdout);
+  assert.equal(second.filter, null, 'the trained filter is reused');
+  assert.equal(second.scores.dfn.shards_skipped, 6);
+  assert.equal(second.selection.kept, report.selection.kept);
+});
 
-    const bad = loom('curate', '--shards', join(dir, 'synth', 'pretrain'), '--model', 'x', '--rule', 'clip.cosine > 0', '--out', join(dir, 'o2'));
-    assert.equal(bad.status, 2);
-    assert.match(bad.stderr, /names scorer\(s\) clip but this run scores only 'dfn'/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+test('loom curate refuses runs that cannot work, before any scoring', () => {
+  const shards = join(dir, 'synth', 'pretrain');
+  const cases: Array<[string[], RegExp]> = [
+    [['--model', 'x', '--rule', 'clip.cosine > 0'], /names scorer\(s\) clip but this run scores only 'dfn'/],
+    [['--rule', 'dfn.cosine > 0'], /nothing to score with/],
+    [['--model', 'x', '--train-filter', 'y', '--rule', 'dfn.cosine > 0'], /at most one of --model/],
+    [['--model', 'x', '--mlm-filter', 'y', '--mlm-name', 'dfn', '--rule', 'dfn.cosine > 0'], /need different names/],
+    [['--mlm-filter', 'y', '--mlm-name', 'Bad!', '--rule', 'dfn.cosine > 0'], /--mlm-name 'Bad!'/],
+  ];
+  for (const [args, message] of cases) {
+    const run = loom('curate', '--shards', shards, '--out', join(dir, 'refused'), ...args);
+    assert.equal(run.status, 2, `${args.join(' ')}: ${run.stderr}`);
+    assert.match(run.stderr, message);
   }
+  assert.ok(!existsSync(join(dir, 'refused', 'scores')), 'nothing was scored');
+});
+
+test('loom curate with a CLIP-style scorer and MLM-Filter selects the union of their rules', async () => {
+  const exportDir = join(dir, 'mlmf-export');
+  const made = spawnSync(pythonExecutable(), [join(repoRoot(), 'python', 'tests', 'fixtures', 'tiny_export.py'), exportDir], { encoding: 'utf8', env });
+  assert.equal(made.status, 0, made.stderr);
+  const out = join(dir, 'union');
+  const rule = 'top(dfn.cosine, 0.2) | mlmf.semantic_understanding >= 50';
+  // One shard of 40: the tiny model's MLM-Filter prompts are long (the criteria, byte-level tokens).
+  const run = loom('curate', '--shards', join(dir, 'synth', 'pretrain', '00000000.tar'), '--model', filter, '--mlm-filter', exportDir, '--mlm-batch-size', '4',
+    '--rule', rule, '--truth', '--out', out, '--json');
+  assert.equal(run.status, 0, run.stderr);
+  const report = JSON.parse(run.stdout);
+  assert.deepEqual(report.scorers.map((s: { name: string; kind: string }) => [s.name, s.kind]), [['dfn', 'clip'], ['mlmf', 'mlm-filter']]);
+  assert.equal(report.scores.dfn.samples, 40);
+  assert.equal(report.scores.mlmf.samples, 40);
+  assert.deepEqual(report.histograms.map((p: string) => p.slice(out.length + 1)), ['hist_dfn.cosine.png', 'hist_mlmf.semantic_understanding.png']);
+
+  // The union, recomputed from the sidecars with the threshold the selection resolved for top(..., 0.2).
+  const threshold = Math.fround(report.selection.atoms[0].threshold as number);
+  const expected = new Set<string>();
+  const index = await listSidecars(join(out, 'scores'));
+  for (const perScorer of index.shards.values()) {
+    const dfn = await readSidecar(perScorer.get('dfn')!, ['cosine'], { uids: true });
+    const mlmf = await readSidecar(perScorer.get('mlmf')!, ['semantic_understanding'], { uids: true });
+    assert.deepEqual(mlmf.uids, dfn.uids, 'both scorers score the same samples in the same order');
+    dfn.uids.forEach((uid, i) => {
+      const su = mlmf.columns.get('semantic_understanding')![i]!;
+      assert.ok(su >= 0 && su <= 100, `semantic_understanding ${su} is on the 0-100 scale`);
+      if (dfn.columns.get('cosine')![i]! >= threshold || su >= 50) expected.add(uid);
+    });
+  }
+  const selected = await readUidNpy(join(out, 'selection.npy'));
+  assert.equal(selected.size, expected.size);
+  for (const uid of expected) assert.ok(selected.indexOf(uid) >= 0, `${uid} is selected`);
+  assert.equal(report.selection.kept, expected.size);
+});
+
+/** Every process under `root` (torchrun's workers run in sessions of their own), stopped first so none
+ * can finish a file while the others are being killed: a node lost mid-job. */
+function killTree(root: number): void {
+  const ps = spawnSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' });
+  const children = new Map<number, number[]>();
+  for (const line of ps.stdout.trim().split('\n')) {
+    const [pid, ppid] = line.trim().split(/\s+/).map(Number) as [number, number];
+    children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+  }
+  const tree: number[] = [];
+  for (const queue = [root]; queue.length > 0; ) {
+    const pid = queue.shift()!;
+    tree.push(pid);
+    queue.push(...(children.get(pid) ?? []));
+  }
+  for (const signal of ['SIGSTOP', 'SIGKILL'] as const) {
+    for (const pid of tree) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+test('loom curate killed mid-way under torchrun and relaunched with one process equals an uninterrupted run', async () => {
+  const shards = join(dir, 'synth', 'pretrain');
+  const curate = (out: string, nproc: string) => ['curate', '--shards', shards, '--model', filter, '--batch-size', '2', '--rule', 'dfn.cosine > -2', '--nproc-per-node', nproc, '--out', out, '--json'];
+  const whole = loom(...curate(join(dir, 'whole'), '1'));
+  assert.equal(whole.status, 0, whole.stderr);
+
+  const killedOut = join(dir, 'killed');
+  const scores = join(killedOut, 'scores');
+  const child = spawn(process.execPath, loomArgs(...curate(killedOut, '2')), { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const finishedSidecars = () => (existsSync(scores) ? readdirSync(scores).filter((n) => n.endsWith('.parquet') && !isTempPath(n)) : []);
+  const deadline = Date.now() + 180_000;
+  while (finishedSidecars().length === 0) {
+    assert.equal(child.exitCode, null, `the run ended before a shard was scored: ${stderr}`);
+    assert.ok(Date.now() < deadline, 'no shard was scored in time');
+    await sleep(5);
+  }
+  killTree(child.pid!);
+  await new Promise((done) => (child.exitCode !== null || child.signalCode !== null ? done(null) : child.on('close', done)));
+  const done = finishedSidecars().length;
+  assert.ok(done >= 1 && done < 6, `killed after ${done} of 6 shards: not mid-way`);
+
+  const relaunch = loom(...curate(killedOut, '1'));
+  assert.equal(relaunch.status, 0, relaunch.stderr);
+  const report = JSON.parse(relaunch.stdout);
+  assert.equal(report.scores.dfn.shards_skipped, done);
+  assert.equal(report.scores.dfn.shards_scored, 6 - done);
+  assert.deepEqual(readdirSync(scores).filter(isTempPath), [], 'no temporary files are left');
+  const files = (d: string) => readdirSync(d).sort();
+  assert.deepEqual(files(scores), files(join(dir, 'whole', 'scores')));
+  for (const name of files(scores)) {
+    assert.ok(readFileSync(join(scores, name)).equals(readFileSync(join(dir, 'whole', 'scores', name))), `${name} is byte-identical`);
+  }
+  assert.equal(report.selection.kept, 240);
 });

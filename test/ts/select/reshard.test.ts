@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import fc from 'fast-check';
 import { join } from 'node:path';
 import { runSynth } from '../../../src/synth/generate.js';
 import { EVEN_MIX } from '../../../src/synth/noise.js';
@@ -12,7 +13,9 @@ import type { Sample } from '../../../src/shards/types.js';
 import { repoRoot } from '../../../src/util/paths.js';
 import { UidSorter } from '../../../src/select/uidSorter.js';
 import { runReshard } from '../../../src/select/reshard.js';
-import { makeImage, sampleMembers, writeTar } from '../shards/fixtures.js';
+import { readShardStats } from '../../../src/shards/stats.js';
+import type { ImageExt } from '../../../src/shards/types.js';
+import { extraExtArb, makeImage, sampleMembers, tarFileMembers, writeTar, type RawMember } from '../shards/fixtures.js';
 import { tempDir } from './helpers.js';
 
 async function samplesIn(paths: string[]): Promise<{ samples: Sample[]; bad: number }> {
@@ -142,3 +145,186 @@ test('loom reshard resumes after the last finished shard with identical bytes, a
   assert.equal(badUpsample.status, 2);
   assert.match(badUpsample.stderr, /--upsample x\.npy: expected FILE:K/);
 });
+
+// ---- Every member of a sample is copied byte for byte -------------------------------------------
+
+interface InputSample {
+  key: string;
+  uid: string;
+  /** Its tar members as written into the input shard. */
+  members: Array<{ name: string; data: Buffer }>;
+}
+
+const asBuffer = (m: RawMember) => ({ name: m.name, data: typeof m.data === 'string' ? Buffer.from(m.data, 'utf8') : m.data });
+const keyOf = (name: string) => name.slice(0, name.indexOf('.'));
+const extOf = (name: string) => name.slice(name.indexOf('.') + 1);
+
+/** Consecutive members sharing a key, as read by tar-stream (independent of Loom's reader). */
+function groupByKey(members: Array<{ name: string; data: Buffer }>): Array<{ key: string; members: Array<{ name: string; data: Buffer }> }> {
+  const groups: Array<{ key: string; members: Array<{ name: string; data: Buffer }> }> = [];
+  for (const m of members) {
+    const key = keyOf(m.name);
+    if (groups.at(-1)?.key !== key) groups.push({ key, members: [] });
+    groups.at(-1)!.members.push(m);
+  }
+  return groups;
+}
+
+/**
+ * Checks that output sample i is a faithful copy of expected[i]: the same members under the new
+ * key, sorted by extension, bytes untouched, except a json without the uid, or whose key is not
+ * the new key, which becomes {...json, uid, key}. Returns how many jsons were kept as they were.
+ */
+async function assertFaithful(outShards: string[], expected: InputSample[]): Promise<{ keptJson: number; rewrittenJson: number }> {
+  let keptJson = 0;
+  let rewrittenJson = 0;
+  let at = 0;
+  for (const shard of outShards) {
+    const groups = groupByKey(await tarFileMembers(shard));
+    for (const group of groups) {
+      const source = expected[at++];
+      assert.ok(source, `${shard}: more samples than expected`);
+      const where = `${shard} ${group.key} (copy of ${source.key})`;
+      const names = group.members.map((m) => m.name);
+      assert.deepEqual(names, [...names].sort(), `${where}: sorted by extension`);
+      const want = source.members.map((m) => ({ name: `${group.key}.${extOf(m.name)}`, data: m.data })).sort((a, b) => (a.name < b.name ? -1 : 1));
+      assert.deepEqual(names, want.map((m) => m.name), where);
+      for (const [i, m] of group.members.entries()) {
+        if (extOf(m.name) !== 'json') {
+          assert.ok(m.data.equals(want[i]!.data), `${where}: ${m.name} is byte-identical`);
+          continue;
+        }
+        const original = JSON.parse(want[i]!.data.toString('utf8')) as Record<string, unknown>;
+        if (original.uid === source.uid && (original.key === undefined || original.key === group.key)) {
+          assert.ok(m.data.equals(want[i]!.data), `${where}: json kept as stored`);
+          keptJson++;
+        } else {
+          assert.deepEqual(JSON.parse(m.data.toString('utf8')), { ...original, uid: source.uid, key: group.key }, `${where}: json gets uid and key`);
+          rewrittenJson++;
+        }
+      }
+    }
+    const stats = await readShardStats(shard.replace(/\.tar$/, '_stats.json'));
+    assert.equal(stats!.successes, groups.length, `${shard}: stats count its samples`);
+    assert.equal(stats!.loom.tar_bytes, (await readFile(shard)).length, `${shard}: stats tar_bytes`);
+  }
+  assert.equal(at, expected.length, 'every expected sample was written');
+  return { keptJson, rewrittenJson };
+}
+
+test('reshard copies every member of a sample byte for byte (.npy, .cls, a second caption, .webp, .JPEG), upsampled copies too', async () => {
+  const root = await tempDir('members');
+  const dir = join(root, 'in');
+  await mkdir(dir);
+  const jpg = await makeImage('jpg', 9, 7, 11);
+  const webp = await makeImage('webp', 8, 8, 12);
+  const png = await makeImage('png', 6, 6, 13);
+  const npy = Buffer.concat([Buffer.from('\x93NUMPY\x01\x00'), Buffer.from(Float32Array.from({ length: 64 }, (_, i) => Math.sin(i)).buffer)]);
+  const uid = (c: string) => c.repeat(32);
+  const a: RawMember[][] = [
+    [
+      { name: 'a0.cls', data: '7' },
+      { name: 'a0.jpg', data: jpg },
+      { name: 'a0.json', data: JSON.stringify({ key: 'a0', uid: uid('0'), url: 'http://x/0', caption: 'alt' }) },
+      { name: 'a0.npy', data: npy },
+      { name: 'a0.txt', data: 'a photo of a cat' },
+    ],
+    [
+      { name: 'a1.caption', data: 'a second caption' },
+      { name: 'a1.emb.npz', data: Buffer.from([0, 1, 2, 255, 254, 0, 0]) },
+      { name: 'a1.json', data: JSON.stringify({ uid: uid('1'), n: 1.5e-7 }, null, 2) + '\n' },
+      { name: 'a1.txt', data: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('with a byte order mark')]) },
+      { name: 'a1.webp', data: webp },
+    ],
+    [
+      { name: 'a2.JPEG', data: jpg },
+      { name: 'a2.NPY', data: npy.subarray(0, 100) },
+      { name: 'a2.json', data: '{"note": "no uid"}' },
+      { name: 'a2.txt', data: 'derived uid' },
+    ],
+    [...sampleMembers('a3', png, 'png', 'not selected', { uid: uid('3') }), { name: 'a3.npy', data: npy }],
+    [{ name: 'a4.jpg', data: jpg }, { name: 'a4.npy', data: npy }], // bad: no caption, no json
+  ];
+  const b: RawMember[][] = [[{ name: 'a0.cls', data: '1' }, ...sampleMembers('a0', png, 'png', 'same key, other shard', { key: 'a0', uid: uid('5') })]];
+  const pathA = await writeTar(dir, '00000000.tar', a.flat());
+  const pathB = await writeTar(dir, '00000001.tar', b.flat());
+  const sample = (members: RawMember[], shard: string): InputSample => {
+    const key = keyOf(members[0]!.name);
+    const json = members.find((m) => m.name === `${key}.json`);
+    const parsed = JSON.parse(String(json!.data)) as { uid?: string };
+    return { key, uid: parsed.uid ?? deriveUid(shard, key), members: members.map(asBuffer) };
+  };
+  const [s0, s1, s2] = a.slice(0, 3).map((m) => sample(m, pathA));
+  const t0 = sample(b[0]!, pathB);
+  await writeSelection(join(root, 'sel.npy'), [s0!.uid, s1!.uid, s2!.uid, t0.uid]);
+  await writeSelection(join(root, 'boost.npy'), [s0!.uid, s1!.uid]);
+  const out = join(root, 'out');
+  const summary = await runReshard({ shards: [pathA, pathB], selection: join(root, 'sel.npy'), out, samplesPerShard: 6, upsample: [{ path: join(root, 'boost.npy'), k: 2 }] });
+  assert.equal(summary.written, 6);
+  assert.equal(summary.input_bad, 1);
+  assert.equal(summary.renamed_keys, 1, 'the second a0 shares the output shard with the first');
+  const outShards = await listShards(out);
+  const groups = groupByKey(await tarFileMembers(outShards[0]!));
+  assert.deepEqual(groups.map((g) => g.key), ['a0', 'a0_u2', 'a1', 'a1_u2', 'a2', '00000001_a0']);
+  const counts = await assertFaithful(outShards, [s0!, s0!, s1!, s1!, s2!, t0]);
+  // Kept: a0 (its own key), a1 and a1_u2 (uid, no key). Rewritten: a0_u2 and 00000001_a0 (stale key), a2 (derived uid).
+  assert.deepEqual(counts, { keptJson: 3, rewrittenJson: 3 });
+  const read = await samplesIn(outShards);
+  assert.equal(read.bad, 0);
+  assert.deepEqual(read.samples.map((s) => s.uid), [s0, s0, s1, s1, s2, t0].map((s) => s!.uid));
+  await rm(root, { recursive: true, force: true });
+});
+
+test('reshard keeps any set of members byte for byte, for kept samples and upsampled copies (property)', async () => {
+  const pool: Record<ImageExt, Buffer> = { jpg: await makeImage('jpg', 5, 5, 21), png: await makeImage('png', 5, 4, 22), webp: await makeImage('webp', 4, 5, 23) };
+  const spellings: Record<ImageExt, string[]> = { jpg: ['jpg', 'jpeg', 'JPG'], png: ['png', 'PNG'], webp: ['webp', 'Webp'] };
+  const specArb = fc.record({
+    ext: fc.constantFrom<ImageExt>('jpg', 'png', 'webp'),
+    spelling: fc.nat(2),
+    extra: fc.uniqueArray(fc.record({ ext: extraExtArb, data: fc.uint8Array({ maxLength: 600 }) }), { selector: (m) => m.ext.toLowerCase(), maxLength: 4 }),
+    json: fc.constantFrom('uid', 'uid+key', 'none'),
+    selected: fc.boolean(),
+    k: fc.integer({ min: 1, max: 3 }),
+    shuffle: fc.nat(),
+  });
+  const root = await tempDir('members-prop');
+  let run = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.array(specArb, { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 4 }), async (specs, perShard) => {
+      const dir = join(root, `run${run++}`);
+      await mkdir(dir);
+      const path = join(dir, '00000007.tar');
+      const inputs: InputSample[] = specs.map((s, i) => {
+        const key = `k${i}`;
+        const uid = s.json === 'none' ? deriveUid(path, key) : createUid(i);
+        const json = s.json === 'none' ? { i } : s.json === 'uid' ? { uid, i } : { i, key, uid };
+        const members = [
+          { name: `${key}.${spellings[s.ext][s.spelling % spellings[s.ext].length]}`, data: pool[s.ext] },
+          { name: `${key}.json`, data: Buffer.from(JSON.stringify(json, null, i % 2 === 0 ? undefined : 1)) },
+          { name: `${key}.txt`, data: Buffer.from(`caption ${i}`) },
+          ...s.extra.map((m) => ({ name: `${key}.${m.ext}`, data: Buffer.from(m.data) })),
+        ];
+        // Any member order within a sample is read.
+        const rotate = s.shuffle % members.length;
+        return { key, uid, members: [...members.slice(rotate), ...members.slice(0, rotate)] };
+      });
+      await writeTar(dir, '00000007.tar', inputs.flatMap((s) => s.members));
+      const selected = inputs.filter((_, i) => specs[i]!.selected);
+      await writeSelection(join(dir, 'sel.npy'), selected.map((s) => s.uid));
+      const upsample = [2, 3].map((k) => ({ path: join(dir, `k${k}.npy`), k }));
+      for (const u of upsample) await writeSelection(u.path, inputs.filter((_, i) => specs[i]!.k === u.k).map((s) => s.uid));
+      const summary = await runReshard({ shards: [path], selection: join(dir, 'sel.npy'), out: join(dir, 'out'), samplesPerShard: perShard, upsample });
+      const expected = inputs.flatMap((s, i) => (specs[i]!.selected ? Array.from({ length: specs[i]!.k }, () => s) : []));
+      assert.equal(summary.written, expected.length);
+      const outTars = (await readdir(join(dir, 'out'))).filter((n) => n.endsWith('.tar')).sort();
+      assert.equal(outTars.length, Math.ceil(expected.length / perShard));
+      await assertFaithful(outTars.map((n) => join(dir, 'out', n)), expected);
+    }),
+    { numRuns: 15 },
+  );
+  await rm(root, { recursive: true, force: true });
+});
+
+function createUid(i: number): string {
+  return (i + 1).toString(16).padStart(32, 'c');
+}

@@ -1,8 +1,9 @@
 // Helpers for the shard tests: real images made with sharp, tars built member by member with
 // tar-stream (so bad layouts can be made on purpose), and temporary directories.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import sharp from 'sharp';
 import tar from 'tar-stream';
 import { readShards } from '../../../src/shards/reader.js';
@@ -97,3 +98,25 @@ export function headerOffsets(tarBytes: Buffer): number[] {
   }
   return out;
 }
+
+/** Every member of a tar file, name and bytes, in order, as tar-stream reads it (not Loom's reader). */
+export async function tarFileMembers(path: string): Promise<Array<{ name: string; data: Buffer }>> {
+  const extract = tar.extract();
+  const members: Array<{ name: string; data: Buffer }> = [];
+  const done = (async () => {
+    for await (const entry of extract) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of entry) chunks.push(chunk as Buffer);
+      members.push({ name: entry.header.name, data: Buffer.concat(chunks) });
+    }
+  })();
+  extract.end(await readFile(path));
+  await done;
+  return members;
+}
+
+/** Extensions of members other than image, caption and json: any case, maybe with a dot inside ("a.npy"). */
+export const extraExtArb = fc
+  .tuple(fc.stringMatching(/^[A-Za-z0-9_-]{1,6}$/), fc.option(fc.stringMatching(/^[A-Za-z0-9_-]{1,5}$/), { nil: undefined }))
+  .map(([a, b]) => (b === undefined ? a : `${b}.${a}`))
+  .filter((e) => !['jpg', 'jpeg', 'png', 'webp', 'txt', 'json'].includes(e.slice(e.lastIndexOf('.') + 1).toLowerCase()));
