@@ -1,23 +1,14 @@
 // `loom curate`: score raw shards with an image-text model (optionally one trained here on trusted
 // pairs, the DFN idea), select by a rule, report (histograms, kept/dropped per rule atom, and the
 // precision and recall of removing noise when the data carries ground truth), optionally reshard.
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { LoomError, EXIT_USAGE } from '../errors.js';
 import { integerOption } from '../options.js';
 import { printSummary, table } from '../output.js';
-import { formatCommand, runWorker, workerCommand, type LauncherOptions } from '../../protocol/worker.js';
-import { listShards } from '../../shards/reader.js';
-import { neededColumns, parseRule, SCORER_NAME_RE } from '../../select/rule.js';
-import { runSelect, type SelectSummary } from '../../select/select.js';
-import { runReshard, type ReshardSummary } from '../../select/reshard.js';
-import { readTruthKinds, truthReport, type TruthReport } from '../../select/truth.js';
-import { readUidNpy } from '../../select/uidNpy.js';
-import { scoreHistogram, writeHistogramPng } from '../../curate/histogram.js';
-import { writeJsonAtomic } from '../../util/atomic.js';
+import { runCurate, type CurateSummary } from '../../curate/run.js';
 
-interface CurateOptions {
+interface CommandOptions {
   shards: string;
   out: string;
   model?: string;
@@ -34,14 +25,6 @@ interface CurateOptions {
   truth?: boolean;
   reshard?: boolean;
   json?: boolean;
-}
-
-/** One scoring pass of this run: a scorer name, the worker's --kind, and its model. */
-interface ScorerPlan {
-  name: string;
-  kind: 'clip' | 'mlm-filter';
-  model: string;
-  args: string[];
 }
 
 export function registerCurate(program: Command): void {
@@ -96,98 +79,33 @@ export function registerCurate(program: Command): void {
         "  loom curate --shards data/raw --model DFN_CHECKPOINT_DIR --mlm-filter runs/mlmf/export --nproc-per-node 8 \\\n" +
         "      --rule 'top(dfn.cosine, 0.15) | mlmf.semantic_understanding >= 85' --reshard --out data/curated\n",
     )
-    .action(async (opts: CurateOptions) => {
-      const out = resolve(opts.out);
-      if (opts.model !== undefined && opts.trainFilter !== undefined) {
-        throw new LoomError('give at most one of --model (a checkpoint to score with) and --train-filter (trusted shards to train one on)', EXIT_USAGE);
-      }
-      if (opts.model === undefined && opts.trainFilter === undefined && opts.mlmFilter === undefined) {
-        throw new LoomError('nothing to score with: give --model or --train-filter (CLIP-style), and/or --mlm-filter', EXIT_USAGE);
-      }
-      const clipScorer = opts.model !== undefined || opts.trainFilter !== undefined;
-      if (clipScorer && opts.mlmFilter !== undefined && opts.scorerName === opts.mlmName) {
-        throw new LoomError(`--scorer-name and --mlm-name are both '${opts.mlmName}'; the two scorers need different names`, EXIT_USAGE);
-      }
-      for (const [flag, name] of [['--scorer-name', opts.scorerName], ['--mlm-name', opts.mlmName]] as const) {
-        if (!SCORER_NAME_RE.test(name)) throw new LoomError(`${flag} '${name}': a scorer name matches ${String(SCORER_NAME_RE)}`, EXIT_USAGE);
-      }
+    .action(async (opts: CommandOptions) => {
       if (opts.answerEnd !== 'im_end' && opts.answerEnd !== 'non_digit') {
         throw new LoomError(`--answer-end '${opts.answerEnd}': expected im_end or non_digit`, EXIT_USAGE);
       }
-      const rule = parseRule(opts.rule);
-      const columns = neededColumns(rule);
-      const running = [...(clipScorer ? [opts.scorerName] : []), ...(opts.mlmFilter !== undefined ? [opts.mlmName] : [])];
-      const unknown = [...columns.keys()].filter((s) => !running.includes(s));
-      if (unknown.length > 0) {
-        throw new LoomError(`--rule names scorer(s) ${unknown.join(', ')} but this run scores only ${running.map((n) => `'${n}'`).join(' and ')}`, EXIT_USAGE);
-      }
-      const shards = await listShards(opts.shards);
-      if (shards.length === 0) throw new LoomError(`--shards ${opts.shards}: no shards found`, EXIT_USAGE);
-      const nproc = integerOption(opts.nprocPerNode, '--nproc-per-node', 1);
-      const launcher: LauncherOptions | undefined = nproc > 1 ? { nprocPerNode: nproc } : undefined;
-      const started = Date.now();
-
-      let filter: Record<string, unknown> | null = null;
-      const plans: ScorerPlan[] = [];
-      if (clipScorer) {
-        let model = opts.model;
-        if (opts.trainFilter !== undefined) {
-          model = join(out, 'filter');
-          if (existsSync(join(model, 'config.json'))) {
-            process.stderr.write(`filter network: reusing ${model}\n`);
-          } else {
-            const trusted = await listShards(opts.trainFilter);
-            const steps = String(integerOption(opts.filterSteps, '--filter-steps', 1));
-            filter = (await run({ verb: 'train-filter', args: ['--shards', ...trusted, '--out', model, '--steps', steps], progressLabel: 'train-filter' })).done;
-          }
-        }
-        plans.push({ name: opts.scorerName, kind: 'clip', model: model!, args: ['--batch-size', String(integerOption(opts.batchSize, '--batch-size', 1))] });
-      }
-      if (opts.mlmFilter !== undefined) {
-        const batch = String(integerOption(opts.mlmBatchSize, '--mlm-batch-size', 1));
-        plans.push({ name: opts.mlmName, kind: 'mlm-filter', model: resolve(opts.mlmFilter), args: ['--batch-size', batch, '--answer-end', opts.answerEnd] });
-      }
-
-      const scoresDir = join(out, 'scores');
-      const scores: Record<string, Record<string, unknown>> = {};
-      for (const plan of plans) {
-        const args = ['--shards', ...shards, '--out', scoresDir, '--scorer-name', plan.name, '--kind', plan.kind, '--model', plan.model, ...plan.args];
-        scores[plan.name] = (await run({ verb: 'score', args, progressLabel: `score ${plan.name}`, ...(launcher ? { launcher } : {}) })).done;
-      }
-
-      const selection = await runSelect({ scoresDir, rule: opts.rule, out: join(out, 'selection'), onWarning: (m) => process.stderr.write(`loom: warning: ${m}\n`) });
-      let truth: TruthReport | undefined;
-      let kinds: Map<string, string> | undefined;
-      if (opts.truth) {
-        truth = await truthReport(shards, await readUidNpy(selection.output.npy));
-        kinds = await readTruthKinds(shards);
-      }
-      const histograms: string[] = [];
-      for (const [scorer, cols] of columns) {
-        for (const column of cols) {
-          const h = await scoreHistogram(scoresDir, scorer, column, 40, kinds ? (uid) => kinds!.get(uid) : undefined);
-          const atom = selection.atoms.find((a) => a.column === `${scorer}.${column}`);
-          const path = join(out, `hist_${scorer}.${column}.png`);
-          await writeHistogramPng(h, `${scorer}.${column}: ${h.rows} scored samples`, path, atom?.threshold);
-          histograms.push(path);
-        }
-      }
-      let reshard: ReshardSummary | undefined;
-      if (opts.reshard) reshard = await runReshard({ shards, selection: selection.output.npy, out: join(out, 'shards') });
-
-      const scorers = plans.map(({ name, kind, model }) => ({ name, kind, model }));
-      const summary = { out, seconds: (Date.now() - started) / 1000, scorers, filter, scores, selection, truth: truth ?? null, histograms, reshard: reshard ?? null };
-      await writeJsonAtomic(join(out, 'curate.json'), summary);
-      printSummary(opts, summary, () => human(selection, scores, truth, histograms, out));
+      const summary = await runCurate({
+        shards: opts.shards,
+        out: opts.out,
+        rule: opts.rule,
+        ...(opts.model !== undefined ? { model: opts.model } : {}),
+        ...(opts.trainFilter !== undefined ? { trainFilter: opts.trainFilter } : {}),
+        filterSteps: integerOption(opts.filterSteps, '--filter-steps', 1),
+        scorerName: opts.scorerName,
+        batchSize: integerOption(opts.batchSize, '--batch-size', 1),
+        ...(opts.mlmFilter !== undefined ? { mlmFilter: opts.mlmFilter } : {}),
+        mlmName: opts.mlmName,
+        mlmBatchSize: integerOption(opts.mlmBatchSize, '--mlm-batch-size', 1),
+        answerEnd: opts.answerEnd,
+        nprocPerNode: integerOption(opts.nprocPerNode, '--nproc-per-node', 1),
+        truth: opts.truth === true,
+        reshard: opts.reshard === true,
+      });
+      printSummary(opts, summary, () => human(summary));
     });
 }
 
-async function run(options: Parameters<typeof runWorker>[0]) {
-  process.stderr.write(`$ ${formatCommand(workerCommand(options))}\n`);
-  return runWorker(options);
-}
-
-function human(s: SelectSummary, scores: Record<string, Record<string, unknown>>, truth: TruthReport | undefined, histograms: string[], out: string): string {
+function human(c: CurateSummary): string {
+  const { selection: s, scores, truth, histograms, out } = c;
   const pc = (x: number) => `${(100 * x).toFixed(1)}%`;
   const rows: Array<[string, string]> = [
     ...Object.entries(scores).map(([name, score]): [string, string] => [

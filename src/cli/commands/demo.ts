@@ -19,6 +19,7 @@ import { printSummary, table } from '../output.js';
 import { partsProgress, startProgress } from '../progress.js';
 import { integerOption } from '../options.js';
 import { runTrainWorker } from './train.js';
+import { runCurate, type CurateSummary } from '../../curate/run.js';
 
 interface DemoOptions {
   out: string;
@@ -26,6 +27,8 @@ interface DemoOptions {
   sft: string;
   bench: string;
   seed: string;
+  trusted: string;
+  filterSteps: string;
   pretrainSteps: string;
   sftSteps: string;
   json?: boolean;
@@ -43,13 +46,18 @@ interface TokenStats {
 }
 
 const NOT_BUILT = ['eval'];
+/** DFN keeps a top fraction of the pool; the demo's pool is 30% noise. */
+const DEMO_RULE = 'top(dfn.cosine, 0.7)';
+const STEPS = 11;
 
 export function registerDemo(program: Command): void {
   program
     .command('demo')
     .description(
       'Run the pipeline, as far as it is built, on the bundled synthetic data and summarise it:\n' +
-        'synth (render data) -> inspect (validate shards) -> config (resolve the tiny preset) ->\n' +
+        'synth (render data, and clean trusted pairs) -> inspect (validate shards) -> curate (train a filter\n' +
+        `network on the trusted pairs, score the pool, keep ${DEMO_RULE}, report removal per noise kind, reshard) ->\n` +
+        'config (resolve the tiny preset for the curated shards) ->\n' +
         'tokenize (sample lengths at the stage resolution) -> the Python compute plane validates the config ->\n' +
         'pack (exact-fill, packed shards) -> the Python training loader reads every packed batch ->\n' +
         'pack the SFT conversations (stage sft, more tokens per image) -> pre-train the tiny model on the packed\n' +
@@ -61,13 +69,15 @@ export function registerDemo(program: Command): void {
     .option('--sft <n>', 'synthetic SFT conversations', '2000')
     .option('--bench <n>', 'synthetic benchmark questions', '500')
     .option('--seed <n>', 'random seed', '0')
+    .option('--trusted <n>', 'clean synthetic pairs the filter network trains on', '2000')
+    .option('--filter-steps <n>', 'optimizer steps of the filter network (batch 128)', '300')
     .option('--pretrain-steps <n>', 'optimizer steps of tiny pre-training (8 sequences each)', '60')
     .option('--sft-steps <n>', 'optimizer steps of tiny SFT from the pre-trained export', '20')
     .option('--json', 'print the summary as JSON on stdout')
     .action(async (opts: DemoOptions) => {
       const out = resolve(opts.out);
       const started = Date.now();
-      const step = (n: number, what: string) => process.stderr.write(`\n[${n}/10] ${what}\n`);
+      const step = (n: number, what: string) => process.stderr.write(`\n[${n}/${STEPS}] ${what}\n`);
 
       step(1, 'synth: rendering scenes, captions with 30% known noise, SFT chats, benchmark');
       await clearPreviousDemoData(join(out, 'data'));
@@ -90,6 +100,21 @@ export function registerDemo(program: Command): void {
       });
       synthProgress.stop();
       const synthSeconds = (Date.now() - synthStarted) / 1000;
+      const trustedBar = startProgress('synth trusted', 1, { unit: 'samples' });
+      const trustedManifest = await runSynth({
+        out: join(out, 'data', 'trusted'),
+        seed: integerOption(opts.seed, '--seed', 0) + 7919, // other scenes than the pool's
+        samples: integerOption(opts.trusted, '--trusted', 1),
+        sft: 0,
+        bench: 0,
+        noise: 0,
+        noiseMix: EVEN_MIX,
+        samplesPerShard: 10000,
+        onProgress: (part, done, total) => {
+          if (part === 'pretrain') trustedBar.update(done, total);
+        },
+      });
+      trustedBar.stop();
 
       step(2, 'inspect: reading every shard back, decoding every image');
       const shards = await listShards(join(out, 'data', 'pretrain'));
@@ -97,33 +122,48 @@ export function registerDemo(program: Command): void {
       const inspect = await inspectShards(shards, { onItem: () => inspectBar.tick() });
       inspectBar.stop();
 
-      step(3, 'config: resolving the tiny preset for pre-training');
-      const config = resolveRunConfig({ preset: 'tiny', stage: 'pretrain', name: 'demo', assignments: [`data.shards=${join(out, 'data', 'pretrain')}`] });
+      const filterSteps = integerOption(opts.filterSteps, '--filter-steps', 1);
+      step(3, `curate: a filter network trained on ${trustedManifest.pretrain.samples} trusted pairs (${filterSteps} steps) scores the pool; keep ${DEMO_RULE}`);
+      const curateDir = join(out, 'curate');
+      await rm(curateDir, { recursive: true, force: true }); // the pool was just rendered afresh: old scores are stale
+      const curated = await runCurate({
+        shards: join(out, 'data', 'pretrain'),
+        out: curateDir,
+        rule: DEMO_RULE,
+        trainFilter: join(out, 'data', 'trusted', 'pretrain'),
+        filterSteps,
+        truth: true,
+        reshard: true,
+      });
+      const curatedShards = join(curateDir, 'shards');
+
+      step(4, 'config: resolving the tiny preset for pre-training on the curated shards');
+      const config = resolveRunConfig({ preset: 'tiny', stage: 'pretrain', name: 'demo', assignments: [`data.shards=${curatedShards}`] });
       const configPath = join(out, 'config.json');
       await writeJsonAtomic(configPath, config);
 
-      step(4, 'tokenize: caption lengths with the bundled tokenizer and the pre-training template');
-      const tokens = await tokenStats(config, shards);
+      step(5, 'tokenize: caption lengths with the bundled tokenizer and the pre-training template');
+      const tokens = await tokenStats(config, await listShards(curatedShards));
 
-      step(5, 'compute plane: the Python worker validates the same config');
+      step(6, 'compute plane: the Python worker validates the same config');
       const workerOptions = { verb: 'validate-config', configPath, progressLabel: 'validate-config' };
       process.stderr.write(`$ ${formatCommand(workerCommand(workerOptions))}\n`);
       const worker = await runWorker(workerOptions);
 
-      step(6, 'pack: exact-fill packing into sequences of the tiny preset, images at its input size');
+      step(7, 'pack: exact-fill packing into sequences of the tiny preset, images at its input size');
       const packedDir = join(out, 'packed');
       await rm(packedDir, { recursive: true, force: true });
-      const packBar = startProgress('pack', manifest.pretrain.samples, { unit: 'samples' });
+      const packBar = startProgress('pack', curated.selection.kept, { unit: 'samples' });
       const packed = await runPack({ config, out: packedDir, onProgress: (done, total) => packBar.update(done, total) });
       packBar.stop();
       if (!packed.total) throw new LoomError('pack did not finish every window');
 
-      step(7, 'compute plane: the training loader reads the packed shards (headers checked against the run)');
+      step(8, 'compute plane: the training loader reads the packed shards (headers checked against the run)');
       const readOptions = { verb: 'read-packed', configPath, args: ['--packed', packedDir], progressLabel: 'read-packed' };
       process.stderr.write(`$ ${formatCommand(workerCommand(readOptions))}\n`);
       const loaderRead = await runWorker(readOptions);
 
-      step(8, 'pack SFT: the LLaVA conversations at the SFT resolution, loss on assistant turns only');
+      step(9, 'pack SFT: the LLaVA conversations at the SFT resolution, loss on assistant turns only');
       const sftConfig = resolveRunConfig({ preset: 'tiny', stage: 'sft', name: 'demo-sft' });
       const sftDir = join(out, 'packed-sft');
       await rm(sftDir, { recursive: true, force: true });
@@ -133,7 +173,7 @@ export function registerDemo(program: Command): void {
       if (!sftPacked.total) throw new LoomError('SFT pack did not finish every window');
 
       const pretrainSteps = integerOption(opts.pretrainSteps, '--pretrain-steps', 1);
-      step(9, `train: ${pretrainSteps} steps of tiny pre-training on the packed pairs (FSDP2, one process, CPU)`);
+      step(10, `train: ${pretrainSteps} steps of tiny pre-training on the packed pairs (FSDP2, one process, CPU)`);
       const runs = join(out, 'runs');
       await rm(runs, { recursive: true, force: true });
       const pretrainRun = resolveRunConfig({
@@ -148,7 +188,7 @@ export function registerDemo(program: Command): void {
       const pretrained = await runTrainWorker(pretrainConfigPath, [], false);
 
       const sftSteps = integerOption(opts.sftSteps, '--sft-steps', 1);
-      step(10, `train SFT: ${sftSteps} steps from the pre-training export, ${imageTokensPerImage(sftConfig)} tokens per image`);
+      step(11, `train SFT: ${sftSteps} steps from the pre-training export, ${imageTokensPerImage(sftConfig)} tokens per image`);
       const sftRun = resolveRunConfig({
         preset: 'tiny',
         stage: 'sft',
@@ -165,6 +205,7 @@ export function registerDemo(program: Command): void {
         seconds: (Date.now() - started) / 1000,
         synth: { ...pickSynth(manifest), seconds: synthSeconds, pretrain_samples_per_second: manifest.pretrain.samples / Math.max(pretrainSeconds, 1e-3) },
         inspect: pickInspect(inspect),
+        curate: pickCurate(curated),
         config: { path: configPath, preset: config.preset, stage: config.stage, seq_len: config.data.seq_len },
         tokens,
         worker: worker.done,
@@ -219,6 +260,22 @@ async function tokenStats(config: RunConfig, shards: string[]): Promise<TokenSta
   };
 }
 
+function pickCurate(c: CurateSummary) {
+  return {
+    out: c.out,
+    rule: c.selection.rule,
+    scored: c.selection.total,
+    kept: c.selection.kept,
+    threshold: c.selection.atoms[0]?.threshold ?? null,
+    filter: c.filter === null ? null : { pairs: c.filter.pairs ?? null, loss_first: c.filter.loss_first ?? null, loss_last: c.filter.loss_last ?? null, chance_loss: c.filter.chance_loss ?? null, seconds: c.filter.seconds ?? null },
+    scores_per_second: c.scores.dfn?.samples_per_s ?? null,
+    truth: c.truth,
+    histograms: c.histograms,
+    shards: c.reshard?.shards ?? [],
+    seconds: c.seconds,
+  };
+}
+
 function pickPack(p: PackSummary) {
   return {
     sequences: p.sequences,
@@ -256,6 +313,7 @@ function pickInspect(r: InspectReport) {
 interface HumanView {
   out: string;
   seconds: number;
+  curate: ReturnType<typeof pickCurate>;
   synth: { seconds: number; pretrain_samples_per_second: number };
   pack: ReturnType<typeof pickPack>;
   loader: Record<string, unknown>;
@@ -277,6 +335,7 @@ function humanSummary(s: HumanView, m: SynthManifest, r: InspectReport, t: Token
       ['inspect', `${r.samples} ok, ${r.bad} bad, ${r.itemsPerSecond.toFixed(0)} samples/s (every image decoded)`],
       ['  captions', `${fmt(r.captionWords.mean)} words on average (${r.captionWords.min}-${r.captionWords.max})`],
       ['  images', `${fmt(r.imageWidth.mean)} x ${fmt(r.imageHeight.mean)} px on average; ${Object.entries(r.formats).map(([k, v]) => `${k} ${v}`).join(', ')}`],
+      ...curateRows(s.curate),
       ['tokens per sample', `${t.textTokensMean.toFixed(1)} text (max ${t.textTokensMax}) + ${t.imageTokensPerImage} image = ${t.sampleTokensMean.toFixed(1)}`],
       ['  at full packing', `>= ${t.sequencesLowerBound} sequences`],
       ['compute plane', 'Python validated the same config (python -m loom_compute validate-config)'],
@@ -293,6 +352,23 @@ function humanSummary(s: HumanView, m: SynthManifest, r: InspectReport, t: Token
     '',
     `Next: loom train --name more --packed ${join(s.out, 'packed')} --set train.max_steps=200  |  loom config init --preset open-qwen2vl-2b  |  docs/training.md`,
   ].join('\n');
+}
+
+function curateRows(c: ReturnType<typeof pickCurate>): Array<[string, string]> {
+  const pc = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const f = c.filter;
+  const rows: Array<[string, string]> = [
+    ['curate (filter network)', f ? `${String(f.pairs)} trusted pairs, contrastive loss ${fmtLoss(f.loss_first)} -> ${fmtLoss(f.loss_last)} (chance ${fmtLoss(f.chance_loss)}) in ${fmtLoss(f.seconds)} s` : 'reused'],
+    ['  scored, kept', `${c.scored} scored at ${Number(c.scores_per_second ?? 0).toFixed(0)}/s; ${c.rule} keeps ${c.kept} (cosine >= ${Number(c.threshold).toFixed(3)})`],
+  ];
+  if (c.truth) {
+    const kinds = Object.entries(c.truth.kinds);
+    const clean = c.truth.kinds.clean;
+    rows.push(['  noise removed', kinds.filter(([k]) => k !== 'clean').map(([k, v]) => `${k} ${pc(v.removed_share)}`).join(', ')]);
+    if (clean) rows.push(['  clean kept', `${pc(1 - clean.removed_share)}; precision of removal ${pc(c.truth.removal_precision)}`]);
+  }
+  rows.push(['  histogram', c.histograms.join(', ')]);
+  return rows;
 }
 
 function trainLine(t: ReturnType<typeof pickTrain>): string {

@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../../src/util/paths.js';
 
-test('`loom demo` runs synth -> inspect -> config -> tokenize -> Python -> pack -> train -> SFT, and its summary adds up', () => {
+test('`loom demo` runs synth -> inspect -> curate -> config -> tokenize -> Python -> pack -> train -> SFT, and its summary adds up', () => {
   const out = mkdtempSync(join(tmpdir(), 'loom-demo-'));
   try {
-    const run = spawnSync(process.execPath, [join(repoRoot(), 'bin', 'loom.js'), 'demo', '--out', out, '--samples', '200', '--sft', '10', '--bench', '8', '--pretrain-steps', '2', '--sft-steps', '1', '--json'], {
+    const run = spawnSync(process.execPath, [join(repoRoot(), 'bin', 'loom.js'), 'demo', '--out', out, '--samples', '200', '--sft', '10', '--bench', '8', '--trusted', '60', '--filter-steps', '2', '--pretrain-steps', '2', '--sft-steps', '1', '--json'], {
       encoding: 'utf8',
     });
     assert.equal(run.status, 0, run.stderr);
@@ -19,17 +19,27 @@ test('`loom demo` runs synth -> inspect -> config -> tokenize -> Python -> pack 
     assert.equal(summary.synth.clean + Object.values(summary.synth.noise as Record<string, number>).reduce((a, b) => a + b, 0), 200);
     assert.equal(summary.inspect.samples, 200, 'every synthetic sample reads back');
     assert.equal(summary.inspect.bad, 0);
-    assert.equal(summary.tokens.samples, 200);
+    // Curation scored the whole pool and kept its top 70% (the sketch is exact at this size), then resharded them.
+    const kept = summary.curate.kept as number;
+    assert.equal(summary.curate.scored, 200);
+    assert.equal(kept, 140);
+    assert.equal(summary.curate.filter.pairs, 60);
+    assert.equal(summary.curate.truth.labelled, 200);
+    assert.equal(Object.values(summary.curate.truth.kinds as Record<string, { kept: number }>).reduce((a, k) => a + k.kept, 0), kept);
+    assert.ok(existsSync(summary.curate.histograms[0]));
+    assert.equal(summary.config.path, join(out, 'config.json'));
+    assert.equal(JSON.parse(readFileSync(summary.config.path, 'utf8')).data.shards, join(out, 'curate', 'shards'));
+    assert.equal(summary.tokens.samples, kept);
     assert.equal(summary.tokens.imageTokensPerImage, 16);
     assert.ok(summary.tokens.textTokensMean > 3 && summary.tokens.textTokensMean <= summary.tokens.textTokensMax);
     assert.deepEqual(summary.worker, { config: join(out, 'config.json'), valid: true, name: 'demo', preset: 'tiny', stage: 'pretrain' });
     assert.ok(existsSync(join(out, 'data', 'sft', 'llava.json')) && existsSync(join(out, 'data', 'bench', 'mmbench_synth.tsv')));
     // Packing keeps every document, and the Python training loader reads back exactly what was packed.
-    assert.equal(summary.pack.documents, 200);
+    assert.equal(summary.pack.documents, kept);
     assert.ok(summary.pack.sequences >= summary.tokens.sequencesLowerBound);
     assert.ok(summary.pack.efficiency > 0 && summary.pack.efficiency <= 1);
     assert.equal(summary.loader.sequences, summary.pack.sequences);
-    assert.equal(summary.loader.images, 200);
+    assert.equal(summary.loader.images, kept);
     assert.ok(Math.abs(summary.loader.fill - summary.pack.efficiency) < 1e-9, `${summary.loader.fill} vs ${summary.pack.efficiency}`);
     assert.equal(summary.pack_sft.documents, 10, 'every SFT conversation is packed');
     assert.equal(summary.pack_sft.image_tokens_per_image, 64);

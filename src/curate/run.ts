@@ -1,0 +1,152 @@
+// The curation job behind `loom curate` (and the demo's curation step): optionally train a filter
+// network, score with each scorer (Python workers, resumable per shard), select by the rule, report
+// (histograms, truth), optionally reshard. Every step resumes: a rerun skips what is done.
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { LoomError, EXIT_USAGE } from '../cli/errors.js';
+import { formatCommand, runWorker, workerCommand, type LauncherOptions } from '../protocol/worker.js';
+import { listShards } from '../shards/reader.js';
+import { neededColumns, parseRule, SCORER_NAME_RE } from '../select/rule.js';
+import { runSelect, type SelectSummary } from '../select/select.js';
+import { runReshard, type ReshardSummary } from '../select/reshard.js';
+import { readTruthKinds, truthReport, type TruthReport } from '../select/truth.js';
+import { readUidNpy } from '../select/uidNpy.js';
+import { writeJsonAtomic } from '../util/atomic.js';
+import { scoreHistogram, writeHistogramPng } from './histogram.js';
+
+export interface CurateOptions {
+  /** Input shards: a directory, a file or a brace range (listShards). */
+  shards: string;
+  out: string;
+  rule: string;
+  /** A CLIP/SigLIP checkpoint (directory or cached hub id); excludes trainFilter. */
+  model?: string;
+  /** Trusted shards to train the filter network on (OUT/filter, reused when present). */
+  trainFilter?: string;
+  filterSteps?: number;
+  /** Name of the CLIP-style scorer (default dfn). */
+  scorerName?: string;
+  batchSize?: number;
+  /** A Loom export to score the MLM-Filter metrics with. */
+  mlmFilter?: string;
+  mlmName?: string;
+  mlmBatchSize?: number;
+  answerEnd?: 'im_end' | 'non_digit';
+  nprocPerNode?: number;
+  truth?: boolean;
+  reshard?: boolean;
+  /** Print nothing but warnings (the demo draws its own steps); bars and worker logs otherwise. */
+  silent?: boolean;
+}
+
+export interface ScorerRun {
+  name: string;
+  kind: 'clip' | 'mlm-filter';
+  model: string;
+}
+
+export interface CurateSummary {
+  out: string;
+  seconds: number;
+  scorers: ScorerRun[];
+  /** train-filter's summary when this run trained the filter network, else null. */
+  filter: Record<string, unknown> | null;
+  /** The score worker's summary per scorer name. */
+  scores: Record<string, Record<string, unknown>>;
+  selection: SelectSummary;
+  truth: TruthReport | null;
+  histograms: string[];
+  reshard: ReshardSummary | null;
+}
+
+/** Refuses option sets that cannot work, before anything runs; returns the scorer names the run has. */
+function checkOptions(o: CurateOptions): { clip: boolean; names: string[] } {
+  if (o.model !== undefined && o.trainFilter !== undefined) {
+    throw new LoomError('give at most one of --model (a checkpoint to score with) and --train-filter (trusted shards to train one on)', EXIT_USAGE);
+  }
+  const clip = o.model !== undefined || o.trainFilter !== undefined;
+  if (!clip && o.mlmFilter === undefined) {
+    throw new LoomError('nothing to score with: give --model or --train-filter (CLIP-style), and/or --mlm-filter', EXIT_USAGE);
+  }
+  const scorerName = o.scorerName ?? 'dfn';
+  const mlmName = o.mlmName ?? 'mlmf';
+  for (const [flag, name] of [['--scorer-name', scorerName], ['--mlm-name', mlmName]] as const) {
+    if (!SCORER_NAME_RE.test(name)) throw new LoomError(`${flag} '${name}': a scorer name matches ${String(SCORER_NAME_RE)}`, EXIT_USAGE);
+  }
+  if (clip && o.mlmFilter !== undefined && scorerName === mlmName) {
+    throw new LoomError(`--scorer-name and --mlm-name are both '${mlmName}'; the two scorers need different names`, EXIT_USAGE);
+  }
+  return { clip, names: [...(clip ? [scorerName] : []), ...(o.mlmFilter !== undefined ? [mlmName] : [])] };
+}
+
+export async function runCurate(o: CurateOptions): Promise<CurateSummary> {
+  const out = resolve(o.out);
+  const { clip, names } = checkOptions(o);
+  const columns = neededColumns(parseRule(o.rule));
+  const unknown = [...columns.keys()].filter((s) => !names.includes(s));
+  if (unknown.length > 0) {
+    throw new LoomError(`--rule names scorer(s) ${unknown.join(', ')} but this run scores only ${names.map((n) => `'${n}'`).join(' and ')}`, EXIT_USAGE);
+  }
+  const shards = await listShards(o.shards);
+  if (shards.length === 0) throw new LoomError(`--shards ${o.shards}: no shards found`, EXIT_USAGE);
+  const nproc = o.nprocPerNode ?? 1;
+  const launcher: LauncherOptions | undefined = nproc > 1 ? { nprocPerNode: nproc } : undefined;
+  const silent = o.silent ?? false;
+  const started = Date.now();
+  const run = (options: Parameters<typeof runWorker>[0]) => {
+    if (!silent) process.stderr.write(`$ ${formatCommand(workerCommand(options))}\n`);
+    return runWorker({ ...options, silent });
+  };
+
+  let filter: Record<string, unknown> | null = null;
+  const plans: Array<ScorerRun & { args: string[] }> = [];
+  if (clip) {
+    let model = o.model;
+    if (o.trainFilter !== undefined) {
+      model = join(out, 'filter');
+      if (existsSync(join(model, 'config.json'))) {
+        if (!silent) process.stderr.write(`filter network: reusing ${model}\n`);
+      } else {
+        const trusted = await listShards(o.trainFilter);
+        const args = ['--shards', ...trusted, '--out', model, '--steps', String(o.filterSteps ?? 600)];
+        filter = (await run({ verb: 'train-filter', args, progressLabel: 'train-filter' })).done;
+      }
+    }
+    plans.push({ name: names[0]!, kind: 'clip', model: model!, args: ['--batch-size', String(o.batchSize ?? 64)] });
+  }
+  if (o.mlmFilter !== undefined) {
+    const args = ['--batch-size', String(o.mlmBatchSize ?? 8), '--answer-end', o.answerEnd ?? 'im_end'];
+    plans.push({ name: names[names.length - 1]!, kind: 'mlm-filter', model: resolve(o.mlmFilter), args });
+  }
+
+  const scoresDir = join(out, 'scores');
+  const scores: Record<string, Record<string, unknown>> = {};
+  for (const plan of plans) {
+    const args = ['--shards', ...shards, '--out', scoresDir, '--scorer-name', plan.name, '--kind', plan.kind, '--model', plan.model, ...plan.args];
+    scores[plan.name] = (await run({ verb: 'score', args, progressLabel: `score ${plan.name}`, ...(launcher ? { launcher } : {}) })).done;
+  }
+
+  const selection = await runSelect({ scoresDir, rule: o.rule, out: join(out, 'selection'), onWarning: (m) => process.stderr.write(`loom: warning: ${m}\n`) });
+  let truth: TruthReport | null = null;
+  let kinds: Map<string, string> | undefined;
+  if (o.truth) {
+    truth = await truthReport(shards, await readUidNpy(selection.output.npy));
+    kinds = await readTruthKinds(shards);
+  }
+  const histograms: string[] = [];
+  for (const [scorer, cols] of columns) {
+    for (const column of cols) {
+      const h = await scoreHistogram(scoresDir, scorer, column, 40, kinds ? (uid) => kinds.get(uid) : undefined);
+      const atom = selection.atoms.find((a) => a.column === `${scorer}.${column}`);
+      const path = join(out, `hist_${scorer}.${column}.png`);
+      await writeHistogramPng(h, `${scorer}.${column}: ${h.rows} scored samples`, path, atom?.threshold);
+      histograms.push(path);
+    }
+  }
+  const reshard = o.reshard ? await runReshard({ shards, selection: selection.output.npy, out: join(out, 'shards') }) : null;
+
+  const scorers = plans.map(({ name, kind, model }) => ({ name, kind, model }));
+  const summary: CurateSummary = { out, seconds: (Date.now() - started) / 1000, scorers, filter, scores, selection, truth, histograms, reshard };
+  await writeJsonAtomic(join(out, 'curate.json'), summary);
+  return summary;
+}
