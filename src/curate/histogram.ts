@@ -14,37 +14,39 @@ export interface ScoreHistogram {
   rows: number;
 }
 
-/** Histograms of `scorer.column` over every sidecar of that scorer; `kindOf` splits rows by truth. */
+/**
+ * Histograms of `scorer.column` over every sidecar of that scorer; `kindOf` splits rows by truth.
+ * Two passes over the sidecars (range, then counts), so memory holds one sidecar, not the pool.
+ */
 export async function scoreHistogram(scoresDir: string, scorer: string, column: string, bins = 40, kindOf?: (uid: string) => string | undefined): Promise<ScoreHistogram> {
   const index = await listSidecars(scoresDir);
-  const values: number[] = [];
-  const kinds: string[] = [];
-  for (const perScorer of index.shards.values()) {
-    const path = perScorer.get(scorer);
-    if (!path) continue;
+  const paths = [...index.shards.values()].map((perScorer) => perScorer.get(scorer)).filter((p): p is string => p !== undefined);
+  let min = Infinity;
+  let max = -Infinity;
+  let rows = 0;
+  for (const path of paths) {
+    for (const v of (await readSidecar(path, [column])).columns.get(column)!) {
+      if (!Number.isFinite(v)) continue;
+      rows++;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+  }
+  if (rows === 0) [min, max] = [0, 1];
+  if (max === min) max = min + 1e-6;
+  const counts: Record<string, number[]> = {};
+  for (const path of paths) {
     const data = await readSidecar(path, [column], { uids: kindOf !== undefined });
     const scores = data.columns.get(column)!;
     for (let i = 0; i < scores.length; i++) {
       const v = scores[i]!;
       if (!Number.isFinite(v)) continue;
-      values.push(v);
-      kinds.push(kindOf ? (kindOf(data.uids[i]!) ?? 'unlabelled') : 'all');
+      const kind = kindOf ? (kindOf(data.uids[i]!) ?? 'unlabelled') : 'all';
+      const bin = Math.min(bins - 1, Math.floor(((v - min) / (max - min)) * bins));
+      (counts[kind] ??= new Array<number>(bins).fill(0))[bin]! += 1;
     }
   }
-  let min = Infinity;
-  let max = -Infinity;
-  for (const v of values) {
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  if (values.length === 0) [min, max] = [0, 1];
-  if (max === min) max = min + 1e-6;
-  const counts: Record<string, number[]> = {};
-  values.forEach((v, i) => {
-    const bin = Math.min(bins - 1, Math.floor(((v - min) / (max - min)) * bins));
-    (counts[kinds[i]!] ??= new Array<number>(bins).fill(0))[bin]! += 1;
-  });
-  return { column: `${scorer}.${column}`, bins, min, max, counts, rows: values.length };
+  return { column: `${scorer}.${column}`, bins, min, max, counts, rows };
 }
 
 const COLOURS = ['#1f5fa8', '#d9480f', '#2b8a3e', '#862e9c', '#e67700', '#c2255c', '#0b7285', '#5c940d'];

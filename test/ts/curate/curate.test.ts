@@ -10,7 +10,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { scoreHistogram } from '../../../src/curate/histogram.js';
+import { listShards } from '../../../src/shards/reader.js';
 import { listSidecars, readSidecar } from '../../../src/select/sidecars.js';
+import { readTruthKinds } from '../../../src/select/truth.js';
 import { readUidNpy } from '../../../src/select/uidNpy.js';
 import { isTempPath } from '../../../src/util/atomic.js';
 import { pythonExecutable, repoRoot } from '../../../src/util/paths.js';
@@ -37,7 +40,7 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-test('loom curate: filter network, scores, selection with truth, histogram, reshard; a rerun resumes', () => {
+test('loom curate: filter network, scores, selection with truth, histogram, reshard; a rerun resumes', async () => {
   const args = ['curate', '--shards', join(dir, 'synth', 'pretrain'), '--train-filter', join(dir, 'trusted', 'pretrain'), '--filter-steps', '3',
     '--rule', 'top(dfn.cosine, 0.5)', '--truth', '--reshard', '--out', join(dir, 'out'), '--json'];
   const first = loom(...args);
@@ -55,6 +58,13 @@ test('loom curate: filter network, scores, selection with truth, histogram, resh
   const png = readFileSync(report.histograms[0]);
   assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   assert.ok(existsSync(join(dir, 'out', 'filter', 'config.json')) && existsSync(join(dir, 'out', 'selection.npy')));
+
+  // The histogram behind the PNG: every scored row in one bin, split by ground-truth kind as the truth report counts them.
+  const truthKinds = await readTruthKinds(await listShards(join(dir, 'synth', 'pretrain')));
+  const h = await scoreHistogram(join(dir, 'out', 'scores'), 'dfn', 'cosine', 10, (uid) => truthKinds.get(uid));
+  assert.equal(h.rows, 240);
+  assert.ok(h.min >= -1 && h.min < h.max && h.max <= 1);
+  for (const [kind, c] of Object.entries(kinds)) assert.equal(h.counts[kind]!.reduce((a, b) => a + b, 0), c.total, kind);
 
   const again = loom(...args);
   assert.equal(again.status, 0, again.stderr);
