@@ -55,11 +55,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "python" / "src"))  # runs from a checkout without installing the package
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # train_step's model shapes (the reference's)
 
+from loom_compute.atomic import write_json_atomic
 from loom_compute.curate.clip_score import ClipScorer
 from loom_compute.curate.mlm_filter import METRICS, MlmFilterScorer
 from loom_compute.curate.runner import run_scoring
 from loom_compute.curate.shards import GoodSample, read_shard
 from loom_compute.curate.sidecar import read_sidecar_meta, sidecar_path
+from loom_compute.curate.train_filter import tokenizer_with_end_of_text
 from loom_compute.model.vlm import HF_ATTENTION, VisionLanguageModel
 from train_step import model_configs
 from transformers.utils import logging as hf_logging
@@ -265,26 +267,11 @@ def rate(count: float, seconds: float) -> float:
 # ---- CLIP -------------------------------------------------------------------------------------
 
 
-def text_tokenizer(path: Path) -> Any:
-    """A transformers tokenizer over ``path`` that appends <|endoftext|>, so CLIP pools a real
-    end-of-text token (as python/tests/fixtures/curate_models.py does for the tiny tokenizer)."""
-    from tokenizers import Tokenizer
-    from tokenizers.processors import TemplateProcessing
-    from transformers import PreTrainedTokenizerFast
-
-    raw = Tokenizer.from_file(str(path))
-    eot = raw.token_to_id(EOT)
-    if eot is None:
-        raise SystemExit(f"bench/curate.py: {path} has no {EOT} token")
-    raw.post_processor = TemplateProcessing(single=f"$A {EOT}", pair=f"$A {EOT} $B {EOT}", special_tokens=[(EOT, eot)])
-    return PreTrainedTokenizerFast(tokenizer_object=raw, eos_token=EOT, pad_token=EOT)
-
-
 def save_clip_checkpoint(directory: Path, tiny: bool, tokenizer_path: Path, device: torch.device, dtype: str) -> dict[str, Any]:
     """The reference's CLIP shape with random weights, saved as a transformers checkpoint would ship."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    tokenizer = text_tokenizer(tokenizer_path)
+    tokenizer = tokenizer_with_end_of_text(tokenizer_path)  # as train-filter saves its checkpoints
     eot = tokenizer.convert_tokens_to_ids(EOT)
     shape = clip_shape(tiny)
     text = {**shape["text_config"], "vocab_size": max(49408, len(tokenizer)), "eos_token_id": eot, "pad_token_id": eot, "bos_token_id": eot}
@@ -369,7 +356,6 @@ def run_clip(args: argparse.Namespace, work: Path, shards: Sequence[Path], sampl
             "model": "CLIP ViT-H/14 (DFN5B shape), random weights" if not args.tiny else "the reference's tiny CLIP, random weights",
             "params": saved["params"],
             "weights_dtype": weights,
-            "compute": "bf16 autocast" if device.type == "cuda" else "fp32",
             "tokenizer": saved["tokenizer"],
             "image_size_stored": args.image_size,
             "input_px": clip_shape(args.tiny)["vision_config"]["image_size"],
@@ -554,7 +540,7 @@ def compare_clip(loom: dict[str, Any], refs: Sequence[dict[str, Any]]) -> dict[s
             f"{loom['text_width_per_batch']} tokens), not to 77",
             f"Loom end to end: run_scoring over {loom['samples']} pairs in {loom['shards']} WebDataset shard(s): tar read, JPEG decode "
             "and checks, preprocessing (one prefetch thread), the model, one parquet sidecar per shard; the model load is excluded",
-            f"Loom's weights are {loom['settings']['weights_dtype']} (as saved in the checkpoint) under {loom['settings']['compute']}; "
+            f"Loom's weights run in {loom['settings']['weights_dtype']} (ClipScorer: bf16 on a GPU, fp32 on a CPU); "
             "the reference's are bf16",
             f"Loom's tokenizer: {Path(loom['settings']['tokenizer']).parent.name}/tokenizer.json with <|endoftext|> appended (no CLIP BPE "
             "on this machine); the reference feeds token ids without a tokenizer",
@@ -621,12 +607,6 @@ def ratio_lines(comparisons: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_json_atomic(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="the references' tiny configs, for a CPU smoke run")
@@ -640,7 +620,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--image-size", type=int, default=IMAGE_SIZE, help=f"stored JPEG side in pixels (default {IMAGE_SIZE})")
     ap.add_argument("--device", help="torch device (default cuda when there is one, else cpu)")
     ap.add_argument("--checkpoint-dtype", choices=("fp32", "bf16"), default="fp32",
-                    help="dtype of the saved CLIP checkpoint, which ClipScorer loads as saved (default fp32)")
+                    help="dtype of the saved CLIP checkpoint (default fp32); ClipScorer runs it in bf16 on a GPU either way")
     ap.add_argument("--qwen-tokenizer", type=Path, default=QWEN_TOKENIZER,
                     help=f"Qwen2.5-vocabulary tokenizer.json for the full-size models (default {QWEN_TOKENIZER.relative_to(REPO)})")
     ap.add_argument("--skip-reference", action="store_true", help="run Loom only")
@@ -722,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in ratio_lines(comparisons):
         print(line, file=sys.stderr)
     if args.json_out:
-        write_json_atomic(Path(args.json_out), {"device": device_line, "results": results})
+        write_json_atomic(args.json_out, {"device": device_line, "results": results})
     return 0
 
 

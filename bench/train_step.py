@@ -38,6 +38,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, Sigl
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "python" / "src"))  # runs from a checkout without installing the package
 
+from loom_compute.atomic import write_json_atomic
 from loom_compute.data.packed import collate_packed
 from loom_compute.model.vlm import HF_ATTENTION, VisionLanguageModel, attention_backend
 from loom_compute.train.distributed import init_distributed, shutdown_distributed
@@ -323,12 +324,6 @@ def table(loom: dict[str, Any], reference: dict[str, Any] | None) -> str:
     return "\n".join(out)
 
 
-def write_json_atomic(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="the reference's tiny configs, for a CPU smoke run")
@@ -381,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     if reference:
         print(f"Loom / reference useful tokens/s: {comparison['ratio_useful_tokens_per_s']:.3f}", file=sys.stderr)
     if args.json_out:
-        write_json_atomic(Path(args.json_out), {"device": device_line, "loom": loom, "reference": reference, "comparison": comparison})
+        write_json_atomic(args.json_out, {"device": device_line, "loom": loom, "reference": reference, "comparison": comparison})
     return 0
 
 

@@ -25,6 +25,7 @@ from loom_compute.curate.clip_score import ClipScorer
 from loom_compute.curate.runner import run_scoring
 from loom_compute.curate.shards import GoodSample, read_shard
 from loom_compute.curate.sidecar import read_sidecar_meta, sidecar_path
+from loom_compute.errors import LoomComputeError
 from PIL import Image
 
 OPENAI_MEAN, OPENAI_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -103,6 +104,22 @@ def test_scores_do_not_depend_on_the_batch_size(checkpoints: dict[str, Path], sh
     one = ClipScorer(str(checkpoints[kind]), device="cpu", batch_size=1).score(images, captions)["cosine"]
     many = ClipScorer(str(checkpoints[kind]), device="cpu", batch_size=7).score(images, captions)["cosine"]
     np.testing.assert_allclose(one, many, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_bf16_weights_score_close_to_fp32(checkpoints: dict[str, Path], shards: Path, kind: str) -> None:
+    """The GPU's default (bf16 weights and images, fp32 cosine), run on the CPU: close to fp32, not equal."""
+    samples = good_samples(min(shards.glob("*.tar")))[:8]
+    images, captions = [s.image for s in samples], [s.caption for s in samples]
+    full = ClipScorer(str(checkpoints[kind]), device="cpu").score(images, captions)["cosine"]
+    half = ClipScorer(str(checkpoints[kind]), device="cpu", dtype="bfloat16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    low = half.score(images, captions)["cosine"]
+    assert low.dtype == np.float32
+    np.testing.assert_allclose(low, full, atol=0.05)
+    assert not np.array_equal(low, full)
+    with pytest.raises(LoomComputeError, match="dtype must be one of"):
+        ClipScorer(str(checkpoints[kind]), device="cpu", dtype="fp16")
 
 
 def score_dir(shard_inputs: list[Path], out: Path, checkpoint: Path, batch_size: int = 8) -> dict:

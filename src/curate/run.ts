@@ -5,7 +5,9 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LoomError, EXIT_USAGE } from '../cli/errors.js';
 import { formatCommand, runWorker, workerCommand, type LauncherOptions } from '../protocol/worker.js';
+import { startProgress } from '../cli/progress.js';
 import { listShards } from '../shards/reader.js';
+import { samplesFromStats } from '../shards/stats.js';
 import { neededColumns, parseRule, SCORER_NAME_RE } from '../select/rule.js';
 import { runSelect, type SelectSummary } from '../select/select.js';
 import { runReshard, type ReshardSummary } from '../select/reshard.js';
@@ -126,7 +128,9 @@ export async function runCurate(o: CurateOptions): Promise<CurateSummary> {
     scores[plan.name] = (await run({ verb: 'score', args, progressLabel: `score ${plan.name}`, ...(launcher ? { launcher } : {}) })).done;
   }
 
-  const selection = await runSelect({ scoresDir, rule: o.rule, out: join(out, 'selection'), onWarning: (m) => process.stderr.write(`loom: warning: ${m}\n`) });
+  const onWarning = (m: string) => process.stderr.write(`loom: warning: ${m}\n`);
+  const selectBar = startProgress('select', undefined, { unit: 'rows', silent });
+  const selection = await runSelect({ scoresDir, rule: o.rule, out: join(out, 'selection'), onProgress: (done, total) => selectBar.update(done, total), onWarning }).finally(() => selectBar.stop());
   let truth: TruthReport | null = null;
   let kinds: Map<string, string> | undefined;
   if (o.truth) {
@@ -143,7 +147,11 @@ export async function runCurate(o: CurateOptions): Promise<CurateSummary> {
       histograms.push(path);
     }
   }
-  const reshard = o.reshard ? await runReshard({ shards, selection: selection.output.npy, out: join(out, 'shards') }) : null;
+  let reshard: ReshardSummary | null = null;
+  if (o.reshard) {
+    const bar = startProgress('reshard', await samplesFromStats(shards), { unit: 'samples', silent });
+    reshard = await runReshard({ shards, selection: selection.output.npy, out: join(out, 'shards'), onProgress: () => bar.tick(), onWarning }).finally(() => bar.stop());
+  }
 
   const scorers = plans.map(({ name, kind, model }) => ({ name, kind, model }));
   const summary: CurateSummary = { out, seconds: (Date.now() - started) / 1000, scorers, filter, scores, selection, truth, histograms, reshard };

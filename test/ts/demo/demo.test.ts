@@ -19,10 +19,10 @@ test('`loom demo` runs synth -> inspect -> curate -> config -> tokenize -> Pytho
     assert.equal(summary.synth.clean + Object.values(summary.synth.noise as Record<string, number>).reduce((a, b) => a + b, 0), 200);
     assert.equal(summary.inspect.samples, 200, 'every synthetic sample reads back');
     assert.equal(summary.inspect.bad, 0);
-    // Curation scored the whole pool and kept its top 70% (the sketch is exact at this size), then resharded them.
+    // Curation scored the whole pool and kept its top 75% (the sketch is exact at this size), then resharded them.
     const kept = summary.curate.kept as number;
     assert.equal(summary.curate.scored, 200);
-    assert.equal(kept, 140);
+    assert.equal(kept, 150);
     assert.equal(summary.curate.filter.pairs, 60);
     assert.equal(summary.curate.truth.labelled, 200);
     assert.equal(Object.values(summary.curate.truth.kinds as Record<string, { kept: number }>).reduce((a, k) => a + k.kept, 0), kept);

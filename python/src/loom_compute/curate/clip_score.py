@@ -7,8 +7,8 @@ trained on text padded to its full length and pools the last position, so its ca
 padded to `max_length`; CLIP pools the end-of-text token, so padding to the batch's longest
 caption gives the same embedding.
 
-On CUDA the forward runs under bf16 autocast; on CPU in fp32. The cosine itself is computed in
-fp32 from the re-normalised embeddings.
+On CUDA the weights and images are bf16 (`dtype="auto"`); on CPU fp32. The cosine itself is
+computed in fp32 from the re-normalised embeddings.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 COLUMN = "cosine"
 SIGLIP_TYPES = ("siglip", "siglip2")
+DTYPES = ("auto", "float32", "bfloat16")
 
 
 class ClipScorer:
@@ -35,7 +36,7 @@ class ClipScorer:
 
     columns = (COLUMN,)
 
-    def __init__(self, source: str, *, device: str | None = None, batch_size: int = 64) -> None:
+    def __init__(self, source: str, *, device: str | None = None, batch_size: int = 64, dtype: str = "auto") -> None:
         import torch
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
@@ -54,7 +55,13 @@ class ClipScorer:
             raise LoomComputeError(f"cannot load a CLIP/SigLIP checkpoint with its image processor and tokenizer from {source}{hint}: {exc}") from exc
         if not (hasattr(self.model, "get_image_features") and hasattr(self.model, "get_text_features")):
             raise LoomComputeError(f"{source}: {type(self.model).__name__} is not a CLIP-style dual encoder (no image and text features)")
-        self.model.eval().to(self.device)
+        # Inference weights in bf16 on a GPU (as scoring pipelines run CLIPs; autocast over fp32 weights
+        # would re-cast every weight on every batch), fp32 on a CPU; the cosine is computed in fp32.
+        if dtype not in DTYPES:
+            raise LoomComputeError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        chosen = ("bfloat16" if self.device.type == "cuda" else "float32") if dtype == "auto" else dtype
+        self.dtype = getattr(torch, chosen)
+        self.model.eval().to(self.device, self.dtype)
         self.model_type = str(getattr(self.model.config, "model_type", ""))
         text_config = getattr(self.model.config, "text_config", None)
         self.max_text_length = int(getattr(text_config, "max_position_embeddings", 77))
@@ -65,15 +72,6 @@ class ClipScorer:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         accepted = set(inspect.signature(self.model.forward).parameters)
         self._text_inputs = [name for name in ("input_ids", "attention_mask", "position_ids") if name in accepted]
-
-    def _autocast(self) -> Any:
-        import contextlib
-
-        import torch
-
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def preprocess(self, images: Sequence[Image.Image], captions: Sequence[str]) -> dict[str, torch.Tensor]:
         """The model inputs for one batch (CPU tensors): pixel_values and the caption tokens."""
@@ -93,8 +91,9 @@ class ClipScorer:
         """Cosine per pair of one preprocessed batch, float32."""
         import torch
 
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode():
             moved = {name: tensor.to(self.device, non_blocking=True) for name, tensor in inputs.items()}
+            moved["pixel_values"] = moved["pixel_values"].to(self.dtype)
             out = self.model(**moved, return_dict=True)
             image = out.image_embeds.float()
             text = out.text_embeds.float()

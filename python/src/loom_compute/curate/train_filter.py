@@ -43,10 +43,10 @@ class FilterConfig:
     seed: int = 0
     image_size: int = 64
     patch_size: int = 8
-    width: int = 96
+    width: int = 64
     layers: int = 3
     heads: int = 4
-    projection_dim: int = 96
+    projection_dim: int = 64
     max_text_length: int = 64
 
 
