@@ -96,19 +96,22 @@ test('loom curate with a CLIP-style scorer and MLM-Filter selects the union of t
   const made = spawnSync(pythonExecutable(), [join(repoRoot(), 'python', 'tests', 'fixtures', 'tiny_export.py'), exportDir], { encoding: 'utf8', env });
   assert.equal(made.status, 0, made.stderr);
   const out = join(dir, 'union');
-  const rule = 'top(dfn.cosine, 0.2) | mlmf.semantic_understanding >= 50';
-  // One shard of 40: the tiny model's MLM-Filter prompts are long (the criteria, byte-level tokens).
-  const run = loom('curate', '--shards', join(dir, 'synth', 'pretrain', '00000000.tar'), '--model', filter, '--mlm-filter', exportDir, '--mlm-batch-size', '4',
+  const rule = 'top(dfn.cosine, 0.2) | top(mlmf.semantic_understanding, 0.25)';
+  // A pool of 12: the tiny model's MLM-Filter prompts are long (the criteria in byte-level tokens).
+  const small = loom('synth', '--out', join(dir, 'small'), '--samples', '12', '--seed', '5', '--sft', '0', '--bench', '0', '--quiet');
+  assert.equal(small.status, 0, small.stderr);
+  const run = loom('curate', '--shards', join(dir, 'small', 'pretrain'), '--model', filter, '--mlm-filter', exportDir, '--mlm-batch-size', '4',
     '--rule', rule, '--truth', '--out', out, '--json');
   assert.equal(run.status, 0, run.stderr);
   const report = JSON.parse(run.stdout);
   assert.deepEqual(report.scorers.map((s: { name: string; kind: string }) => [s.name, s.kind]), [['dfn', 'clip'], ['mlmf', 'mlm-filter']]);
-  assert.equal(report.scores.dfn.samples, 40);
-  assert.equal(report.scores.mlmf.samples, 40);
+  assert.equal(report.scores.dfn.samples, 12);
+  assert.equal(report.scores.mlmf.samples, 12);
   assert.deepEqual(report.histograms.map((p: string) => p.slice(out.length + 1)), ['hist_dfn.cosine.png', 'hist_mlmf.semantic_understanding.png']);
 
-  // The union, recomputed from the sidecars with the threshold the selection resolved for top(..., 0.2).
-  const threshold = Math.fround(report.selection.atoms[0].threshold as number);
+  // The union, recomputed from the sidecars with the thresholds the selection resolved for the two top fractions.
+  const [dfnAtom, mlmfAtom] = report.selection.atoms as Array<{ threshold: number; passed: number }>;
+  const [dfnCut, mlmfCut] = [Math.fround(dfnAtom!.threshold), Math.fround(mlmfAtom!.threshold)];
   const expected = new Set<string>();
   const index = await listSidecars(join(out, 'scores'));
   for (const perScorer of index.shards.values()) {
@@ -118,13 +121,14 @@ test('loom curate with a CLIP-style scorer and MLM-Filter selects the union of t
     dfn.uids.forEach((uid, i) => {
       const su = mlmf.columns.get('semantic_understanding')![i]!;
       assert.ok(su >= 0 && su <= 100, `semantic_understanding ${su} is on the 0-100 scale`);
-      if (dfn.columns.get('cosine')![i]! >= threshold || su >= 50) expected.add(uid);
+      if (dfn.columns.get('cosine')![i]! >= dfnCut || su >= mlmfCut) expected.add(uid);
     });
   }
   const selected = await readUidNpy(join(out, 'selection.npy'));
   assert.equal(selected.size, expected.size);
   for (const uid of expected) assert.ok(selected.indexOf(uid) >= 0, `${uid} is selected`);
   assert.equal(report.selection.kept, expected.size);
+  assert.ok(dfnAtom!.passed > 0 && mlmfAtom!.passed > 0 && expected.size >= Math.max(dfnAtom!.passed, mlmfAtom!.passed));
 });
 
 /** Every process under `root` (torchrun's workers run in sessions of their own), stopped first so none
