@@ -63,7 +63,7 @@ from loom_compute.curate.shards import GoodSample, read_shard
 from loom_compute.curate.sidecar import read_sidecar_meta, sidecar_path
 from loom_compute.curate.train_filter import tokenizer_with_end_of_text
 from loom_compute.model.vlm import HF_ATTENTION, VisionLanguageModel
-from train_step import model_configs
+from train_step import json_lines, model_configs
 from transformers.utils import logging as hf_logging
 
 hf_logging.disable_progress_bar()  # saving and loading bars would bury the table on stderr
@@ -504,14 +504,7 @@ def run_reference(script: Path, extra: Sequence[str], device: torch.device, part
     cmd = [sys.executable, str(script), *extra]
     # cwd = the script's folder: the MLM-Filter reference imports hf_reference_step from beside it.
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=script.parent, env=reference_env(device))
-    lines = []
-    for line in proc.stdout.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
+    lines = json_lines(proc.stdout)
     if proc.returncode != 0 or not lines:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise SystemExit(f"bench/curate.py: the reference failed (exit {proc.returncode}): {shlex.join(cmd)}\n{tail}")

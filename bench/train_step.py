@@ -275,14 +275,7 @@ def run_reference(args: argparse.Namespace) -> tuple[dict[str, Any] | None, dict
         cmd.append("--tiny")
     cmd += shlex.split(args.reference_extra)
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    lines = []
-    for line in proc.stdout.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
+    lines = json_lines(proc.stdout)
     packed = next((r for r in lines if r.get("mode") == "packed"), None)
     if proc.returncode != 0 or packed is None:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
@@ -322,6 +315,19 @@ def table(loom: dict[str, Any], reference: dict[str, Any] | None) -> str:
         mem = "-" if r.get("peak_mem_gib") is None else f"{r['peak_mem_gib']:.1f}"
         out.append(f"{r['impl']:<14}{r['useful_tokens_per_s']:>14,}{r['images_per_s']:>10}{r['step_s']:>9.3f}{mfu:>8}{mem:>10}{r['loss']:>8.3f}")
     return "\n".join(out)
+
+
+def json_lines(stdout: str) -> list[dict[str, Any]]:
+    """The JSON objects a reference script printed one per line (other lines are its chatter)."""
+    lines = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -5,7 +5,6 @@ transformers CLIP computes from the saved checkpoint and the shards' own bytes).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import math
@@ -16,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from fixtures.modules import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench" / "curate.py"
@@ -24,16 +24,9 @@ HAVE_REFERENCES = (REFERENCE_DIR / "hf_reference_clip_score.py").is_file() and (
 SAMPLES = 5  # not a multiple of the batch sizes: the runner's last batch is a short one
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bench():
-    return _load("bench_curate", BENCH)
+    return load_module("bench_curate", BENCH)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +153,7 @@ def test_mlm_shapes_are_the_reference_shapes_unpooled(bench):
         pytest.skip(f"no reference script at {reference_path}")
     from transformers import Qwen2Config, SiglipVisionConfig
 
-    reference = _load("hf_reference_step", reference_path)
+    reference = load_module("hf_reference_step", reference_path)
     for tiny in (True, False):
         ref_vision, ref_llm, _ = reference.configs(tiny)
         vocab = 1048 if tiny else 151669

@@ -6,7 +6,6 @@ and compare its model configs and its packed batches with the bench's, draw for 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -15,29 +14,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.modules import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench" / "train_step.py"
 REFERENCE = REPO.parent / "shared" / "bench" / "hf_reference_step.py"
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bench():
-    return _load("bench_train_step", BENCH)
+    return load_module("bench_train_step", BENCH)
 
 
 @pytest.fixture(scope="module")
 def reference():
     if not REFERENCE.is_file():
         pytest.skip(f"no reference script at {REFERENCE}")
-    return _load("hf_reference_step", REFERENCE)
+    return load_module("hf_reference_step", REFERENCE)
 
 
 def test_tiny_run_reports_positive_throughput_and_finite_loss(tmp_path):
