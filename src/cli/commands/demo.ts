@@ -55,15 +55,17 @@ export function registerDemo(program: Command): void {
   program
     .command('demo')
     .description(
-      'Run the pipeline, as far as it is built, on the bundled synthetic data and summarise it:\n' +
-        'synth (render data, and clean trusted pairs) -> inspect (validate shards) -> curate (train a filter\n' +
-        `network on the trusted pairs, score the pool, keep ${DEMO_RULE}, report removal per noise kind, reshard) ->\n` +
-        'config (resolve the tiny preset for the curated shards) ->\n' +
-        'tokenize (sample lengths at the stage resolution) -> the Python compute plane validates the config ->\n' +
-        'pack (exact-fill, packed shards) -> the Python training loader reads every packed batch ->\n' +
-        'pack the SFT conversations (stage sft, more tokens per image) -> pre-train the tiny model on the packed\n' +
-        'pairs (its loss against the captions\' unigram entropy) -> instruction-tune it from the pre-training export.\n' +
-        'Outputs go to OUT (data/, config.json, demo.json); a rerun renders OUT/data afresh.',
+      [
+        'Run the pipeline, as far as it is built, on the bundled synthetic data and summarise it:',
+        'synth (render a pool with 30% known noise, clean trusted pairs, SFT chats, a benchmark) -> inspect (validate ' +
+          `shards) -> curate (train a filter network on the trusted pairs, score the pool, keep ${DEMO_RULE}, report ` +
+          'removal per noise kind, reshard) -> config (the tiny preset on the curated shards) -> tokenize (sample ' +
+          'lengths at the stage resolution) -> the Python compute plane validates the config -> pack (exact-fill) -> ' +
+          'the Python training loader reads every packed batch -> pack the SFT conversations (more tokens per image) ' +
+          "-> pre-train the tiny model (its loss against the captions' unigram entropy) -> instruction-tune it from " +
+          'the pre-training export.',
+        'Outputs go to OUT (data/, curate/, config.json, packed/, runs/, demo.json); a rerun renders OUT/data afresh.',
+      ].join('\n\n'),
     )
     .option('--out <dir>', 'output directory', 'runs/demo')
     .option('--samples <n>', 'synthetic pre-training pairs', '10000')
