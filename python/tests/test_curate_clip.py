@@ -122,14 +122,15 @@ def test_bf16_weights_score_close_to_fp32(checkpoints: dict[str, Path], shards: 
         ClipScorer(str(checkpoints[kind]), device="cpu", dtype="fp16")
 
 
-def score_dir(shard_inputs: list[Path], out: Path, checkpoint: Path, batch_size: int = 8) -> dict:
-    return run_scoring(shard_inputs, out, "clip", lambda: ClipScorer(str(checkpoint), device="cpu", batch_size=batch_size))
+def score_dir(shard_inputs: list[Path], out: Path, checkpoint: Path, batch_size: int = 8, decode_workers: int = 0) -> dict:
+    return run_scoring(shard_inputs, out, "clip", lambda: ClipScorer(str(checkpoint), device="cpu", batch_size=batch_size), decode_workers=decode_workers)
 
 
 def test_sidecars_follow_the_contract_and_are_deterministic(checkpoints: dict[str, Path], shards: Path, tmp_path: Path) -> None:
     first = score_dir([shards], tmp_path / "a", checkpoints["siglip"])
-    second = score_dir([shards], tmp_path / "b", checkpoints["siglip"])
+    second = score_dir([shards], tmp_path / "b", checkpoints["siglip"], decode_workers=3)  # images decoded in threads
     assert first["shards_scored"] == second["shards_scored"] == 2 and first["samples"] == 60 and first["bad"] == 0
+    assert (first["decode_workers"], second["decode_workers"]) == (0, 3)
     for shard in sorted(shards.glob("*.tar")):
         a, b = sidecar_path(tmp_path / "a", shard, "clip"), sidecar_path(tmp_path / "b", shard, "clip")
         assert a.name == f"{shard.stem}.clip.parquet"

@@ -168,3 +168,12 @@ def test_a_bad_scorer_name_is_a_usage_error_event(tmp_path: Path, setup: dict[st
     assert done.returncode == 2
     error = events(done.stdout)[-1]
     assert error["event"] == "error" and "must match ^[a-z][a-z0-9_-]*$" in error["msg"]
+
+
+@pytest.mark.parametrize(("cpus", "local_world", "expected"), [(2, 1, 0), (3, 1, 2), (16, 1, 8), (96, 8, 8), (16, 8, 0), (64, 8, 7)])
+def test_decode_workers_default_to_a_share_of_the_cpus(monkeypatch: pytest.MonkeyPatch, cpus: int, local_world: int, expected: int) -> None:
+    from loom_compute.curate.runner import default_decode_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_world))
+    assert default_decode_workers() == expected

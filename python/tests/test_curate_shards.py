@@ -112,9 +112,10 @@ def test_uid_is_derived_from_shard_name_and_key_when_the_json_has_none(tmp_path:
     assert [item["uid"] for item in ours] == [hashlib.md5(f"00000007.tar/k{i:03d}".encode()).hexdigest() for i in range(6)]
 
 
-def test_bad_samples_are_reported_in_order_and_their_neighbours_kept(tmp_path: Path) -> None:
+def zoo_members() -> list[tuple[str, bytes]]:
+    """Good samples and one of each kind of bad one, in one shard."""
     good = encode(picture(1), "JPEG")
-    members = (
+    return (
         sample("a0", good)
         + sample("a1", b"\xff\xd8\xff\xe0 not really a jpeg at all" * 4)  # corrupt image
         + sample("a2", encode(picture(2, "RGBA"), "PNG"), ext="png")
@@ -129,7 +130,10 @@ def test_bad_samples_are_reported_in_order_and_their_neighbours_kept(tmp_path: P
         + sample("a0", good)  # duplicate key
         + sample("a10", good)
     )
-    shard = write_tar(tmp_path / "00000001.tar", members)
+
+
+def test_bad_samples_are_reported_in_order_and_their_neighbours_kept(tmp_path: Path) -> None:
+    shard = write_tar(tmp_path / "00000001.tar", zoo_members())
     ours = py_items(shard)
     # PIL and libvips do not always agree on whether broken image data is cut or corrupt.
     assert undecodable_as_one(ours) == undecodable_as_one(ts_items(shard))
@@ -139,6 +143,26 @@ def test_bad_samples_are_reported_in_order_and_their_neighbours_kept(tmp_path: P
         "a6": "missing_image", "a7": "undecodable_image", "a8": "invalid_uid", "a9": "good", "b.c": "dotted_key", "a10": "good",
     }
     assert [item.get("reason", "good") for item in ours if item["key"] == "a0"] == ["good", "duplicate_key"]
+
+
+def everything_read(path: Path, decode_workers: int) -> list[tuple]:
+    """Every field of every item, the decoded pixels included."""
+    return [
+        ("good", i.key, i.uid, i.caption, i.ext, i.image_bytes, i.image.mode, i.image.size, i.image.tobytes()) if isinstance(i, GoodSample)
+        else ("bad", i.key, i.reason, i.detail)
+        for i in read_shard(path, decode_workers=decode_workers)
+    ]
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_decoding_in_threads_yields_the_same_items_in_the_same_order(tmp_path: Path, synth: Path, workers: int) -> None:
+    zoo = write_tar(tmp_path / "00000001.tar", zoo_members())
+    cut = tmp_path / "00000002.tar"
+    cut.write_bytes(zoo.read_bytes()[: zoo.stat().st_size * 2 // 3])
+    for shard in (zoo, cut, min(synth.glob("*.tar"))):
+        serial = everything_read(shard, 0)
+        assert sum(item[0] == "good" for item in serial) >= 3
+        assert everything_read(shard, workers) == serial, shard.name
 
 
 def member_spans(tar_bytes: bytes) -> list[tuple[int, int, int]]:

@@ -28,6 +28,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", choices=("clip", "mlm-filter"), default="clip", help="clip: a CLIP/SigLIP checkpoint, one cosine column; mlm-filter: a Loom export (runs/NAME/export) scored on the four MLM-Filter metrics")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="pairs per forward pass (default 64 for clip, 8 for mlm-filter)")
     parser.add_argument("--answer-end", choices=("im_end", "non_digit"), default="im_end", help="mlm-filter: what ends a score answer: <|im_end|> (score-only answers) or any non-digit token (score then an explanation)")
+    parser.add_argument("--decode-workers", type=int, default=None, metavar="N", help="image-decoding threads per process (default: its share of the CPUs less one, at most 8; 0 decodes in the prefetch thread)")
     parser.add_argument("--device", default=None, metavar="DEVICE", help="torch device (default: this rank's GPU when there is one, else cpu)")
 
 
@@ -63,7 +64,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return MlmFilterScorer.from_export(args.model, device=_device_for_rank(args.device), batch_size=args.batch_size, answer_end=args.answer_end)
         return ClipScorer(args.model, device=_device_for_rank(args.device), batch_size=args.batch_size)
 
-    summary = run_scoring(args.shards, args.out, args.scorer_name, make_scorer)
+    if args.decode_workers is not None and args.decode_workers < 0:
+        raise UsageError(f"--decode-workers must be at least 0, got {args.decode_workers}")
+    summary = run_scoring(args.shards, args.out, args.scorer_name, make_scorer, decode_workers=args.decode_workers)
     return {"model": args.model, "kind": args.kind, "batch_size": args.batch_size, **summary}
 
 

@@ -41,6 +41,21 @@ from loom_compute.curate.sidecar import (
 from loom_compute.errors import LoomComputeError, UsageError
 
 PREFETCH_BATCHES = 2
+MAX_DECODE_WORKERS = 8
+
+
+def default_decode_workers() -> int:
+    """Image-decoding threads per rank: its share of this machine's CPUs, less one for the prefetch
+    thread, at most 8 (one thread cannot feed a GPU scoring a ViT-H at batch 256); none when that
+    is a single thread, which costs more in hand-offs than it overlaps (measured: 384 px JPEGs on 2
+    cores, 836 samples/s read serially, 694 with one decode thread, 1,048 with two)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    ranks_here = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    workers = min(MAX_DECODE_WORKERS, cpus // ranks_here - 1)
+    return workers if workers >= 2 else 0
 
 
 class BatchScorer(Protocol):
@@ -101,14 +116,14 @@ class _Batch:
     bad: list[BadSample] = field(default_factory=list)
 
 
-def _batches(shard: Path, scorer: BatchScorer) -> Iterator[_Batch]:
+def _batches(shard: Path, scorer: BatchScorer, decode_workers: int) -> Iterator[_Batch]:
     """The shard's good samples in batches, preprocessed; bad samples ride with the next batch."""
     uids: list[str] = []
     keys: list[str] = []
     images: list[Any] = []
     captions: list[str] = []
     bad: list[BadSample] = []
-    for item in read_shard(shard):
+    for item in read_shard(shard, decode_workers=decode_workers):
         if isinstance(item, BadSample):
             bad.append(item)
             continue
@@ -172,13 +187,14 @@ def score_shard(
     scorer_name: str,
     scorer: BatchScorer,
     on_batch: Callable[[int], None] = lambda n: None,
+    decode_workers: int = 0,
 ) -> dict[str, Any]:
     """Scores one shard and writes its sidecar atomically; returns the sidecar's metadata."""
     uids: list[str] = []
     keys: list[str] = []
     parts: dict[str, list[np.ndarray]] = {name: [] for name in scorer.columns}
     bad_by_reason: Counter[str] = Counter()
-    for batch in _prefetched(_batches(shard, scorer)):
+    for batch in _prefetched(_batches(shard, scorer, decode_workers)):
         for item in batch.bad:
             bad_by_reason[item.reason] += 1
             protocol.log("warning", f"{shard}: {'key ' + item.key if item.key is not None else 'file'}: {item.reason}: {item.detail}")
@@ -260,8 +276,12 @@ def run_scoring(
     out_dir: str | Path,
     scorer_name: str,
     make_scorer: Callable[[], BatchScorer],
+    decode_workers: int | None = None,
 ) -> dict[str, Any]:
-    """Scores every pending shard of this rank's share; returns the launch's summary (rank 0's view)."""
+    """Scores every pending shard of this rank's share; returns the launch's summary (rank 0's view).
+    `decode_workers`: image-decoding threads (default `default_decode_workers()`; 0 decodes in the
+    prefetch thread)."""
+    workers = default_decode_workers() if decode_workers is None else decode_workers
     check_scorer_name(scorer_name)
     out = Path(out_dir)
     shards = list_shards(shard_inputs)
@@ -299,13 +319,13 @@ def run_scoring(
                 continue
             remove_stale_temps(out, shard, scorer_name)
             assert scorer is not None
-            score_shard(shard, out, scorer_name, scorer, tick)
+            score_shard(shard, out, scorer_name, scorer, tick, decode_workers=workers)
             shards_done += 1
         own_seconds = time.perf_counter() - started
         ranks.barrier()  # every rank's sidecars are written before rank 0 sums them
         seconds = time.perf_counter() - started
         summary = _summary(out, scorer_name, shards, pending, mine, world, ranks.synchronised, seconds, own_seconds, done_samples)
-        return {**summary, "load_seconds": round(load_seconds, 3)}
+        return {**summary, "load_seconds": round(load_seconds, 3), "decode_workers": workers}
     finally:
         ranks.close()
 

@@ -15,7 +15,9 @@ import json
 import re
 import tarfile
 import warnings
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 MEMBER_NAME_RE = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$", re.DOTALL)
 UID_RE = re.compile(r"^[0-9a-f]{32}$")
 BLOCK = 512
+DECODE_WINDOW_PER_WORKER = 4  # images in flight per decode thread
 END_OF_ARCHIVE = 2 * BLOCK
 
 
@@ -113,7 +116,7 @@ def _names(members: list[_Member]) -> str:
     return ", ".join(m.name.rsplit("/", 1)[-1] for m in members)
 
 
-def _judge(group: _Group, shard: Path, seen: set[str]) -> Iterator[Item]:
+def _judge(group: _Group, shard: Path, seen: set[str]) -> Iterator[BadSample | _Undecoded]:
     plain: list[_Member] = []
     dotted: dict[str, list[_Member]] = {}
     for m in group.members:
@@ -174,13 +177,25 @@ def _judge(group: _Group, shard: Path, seen: set[str]) -> Iterator[Item]:
     else:
         yield bad("invalid_uid", f"{meta_member.name}: uid {json.dumps(meta['uid'])} is not 32 lowercase hex characters")
         return
-    member = images[0]
-    ext = IMAGE_FIELDS[member.ext]
-    image, reason, detail = decode_image(member.data, ext)
-    if image is None:
-        yield bad(reason, f"{key}.{member.ext}: {detail}")
-        return
-    yield GoodSample(key=key, uid=uid, caption=caption, image_bytes=member.data, ext=ext, image=image)
+    yield _Undecoded(key=key, uid=uid, caption=caption, member_ext=images[0].ext, data=images[0].data)
+
+
+@dataclass(frozen=True)
+class _Undecoded:
+    """A sample whose every part checked out except its image, which is decoded last (maybe in a pool)."""
+
+    key: str
+    uid: str
+    caption: str
+    member_ext: str
+    data: bytes
+
+    def decode(self) -> GoodSample | BadSample:
+        ext = IMAGE_FIELDS[self.member_ext]
+        image, reason, detail = decode_image(self.data, ext)
+        if image is None:
+            return BadSample(self.key, reason, f"{self.key}.{self.member_ext}: {detail}")
+        return GoodSample(key=self.key, uid=self.uid, caption=self.caption, image_bytes=self.data, ext=ext, image=image)
 
 
 def _has_all_parts(group: _Group) -> bool:
@@ -205,13 +220,35 @@ def _how_it_ended(fileobj: io.BufferedReader, offset: int, name: str) -> tuple[s
     return "corrupt_tar", f"{name}: invalid tar header at byte {offset}"
 
 
-def read_shard(path: str | Path) -> Iterator[Item]:
+def read_shard(path: str | Path, decode_workers: int = 0) -> Iterator[Item]:
     """Yields the shard's good samples (decoded) and bad ones (with reason), in tar order.
 
     Never raises for bad data: a file that is not a tar, a cut or corrupt archive and every
     bad sample are yielded as `BadSample`s (key None for file-level problems) and the good
-    samples around them are kept.
+    samples around them are kept. With `decode_workers` > 0 images are decoded by that many
+    threads (PIL releases the GIL while decoding), a window ahead of the consumer; the items
+    and their order are the same.
     """
+    if decode_workers <= 0:
+        for item in _read_structure(path):
+            yield item.decode() if isinstance(item, _Undecoded) else item
+        return
+    window: deque[Future[Item] | Item] = deque()
+    with ThreadPoolExecutor(max_workers=decode_workers, thread_name_prefix="loom-decode") as pool:
+        for item in _read_structure(path):
+            window.append(pool.submit(item.decode) if isinstance(item, _Undecoded) else item)
+            while len(window) > DECODE_WINDOW_PER_WORKER * decode_workers:
+                yield _settled(window.popleft())
+        while window:
+            yield _settled(window.popleft())
+
+
+def _settled(entry: Future[Item] | Item) -> Item:
+    return entry.result() if isinstance(entry, Future) else entry
+
+
+def _read_structure(path: str | Path) -> Iterator[BadSample | _Undecoded]:
+    """`read_shard` up to the images: every check but decoding, in tar order."""
     shard = Path(path)
     seen: set[str] = set()
     current: _Group | None = None

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loom_compute import protocol
-from loom_compute.curate.runner import list_shards
+from loom_compute.curate.runner import default_decode_workers, list_shards
 from loom_compute.curate.shards import GoodSample, read_shard
 from loom_compute.errors import LoomComputeError, UsageError
 
@@ -81,7 +81,7 @@ def _trusted_pairs(shards: Sequence[Path]) -> list[GoodSample]:
     samples: list[GoodSample] = []
     bad = 0
     for shard in shards:
-        for item in read_shard(shard):
+        for item in read_shard(shard, decode_workers=default_decode_workers()):
             if isinstance(item, GoodSample):
                 samples.append(item)
             else:
