@@ -11,7 +11,7 @@ import { samplesFromStats } from '../shards/stats.js';
 import { neededColumns, parseRule, SCORER_NAME_RE } from '../select/rule.js';
 import { runSelect, type SelectSummary } from '../select/select.js';
 import { runReshard, type ReshardSummary } from '../select/reshard.js';
-import { readTruthKinds, truthReport, type TruthReport } from '../select/truth.js';
+import { readTruthKinds, truthReportOf, type TruthReport } from '../select/truth.js';
 import { readUidNpy } from '../select/uidNpy.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { scoreHistogram, writeHistogramPng } from './histogram.js';
@@ -134,8 +134,9 @@ export async function runCurate(o: CurateOptions): Promise<CurateSummary> {
   let truth: TruthReport | null = null;
   let kinds: Map<string, string> | undefined;
   if (o.truth) {
-    truth = await truthReport(shards, await readUidNpy(selection.output.npy));
-    kinds = await readTruthKinds(shards);
+    const truthKinds = await readTruthKinds(shards); // read once: for the report and to split the histograms
+    truth = truthReportOf(truthKinds, await readUidNpy(selection.output.npy));
+    kinds = truthKinds.kinds;
   }
   const histograms: string[] = [];
   for (const [scorer, cols] of columns) {

@@ -47,15 +47,27 @@ export async function truthReport(shards: string[], selection: SortedUids): Prom
   for await (const item of readShards(shards)) {
     if (item.kind !== 'sample') continue;
     const kind = truthKindOf(item.sample.json);
-    if (kind === null) {
-      unlabelled += 1;
-      continue;
-    }
-    const entry = tally.get(kind) ?? { total: 0, kept: 0 };
-    entry.total += 1;
-    if (selection.indexOf(item.sample.uid) >= 0) entry.kept += 1;
-    tally.set(kind, entry);
+    if (kind === null) unlabelled += 1;
+    else tallyOne(tally, kind, selection.indexOf(item.sample.uid) >= 0);
   }
+  return reportOf(tally, unlabelled);
+}
+
+/** The same report from truth already read (`readTruthKinds`), without reading the shards again. */
+export function truthReportOf(truth: TruthKinds, selection: SortedUids): TruthReport {
+  const tally = new Map<string, { total: number; kept: number }>();
+  for (const [uid, kind] of truth.kinds) tallyOne(tally, kind, selection.indexOf(uid) >= 0);
+  return reportOf(tally, truth.unlabelled);
+}
+
+function tallyOne(tally: Map<string, { total: number; kept: number }>, kind: string, kept: boolean): void {
+  const entry = tally.get(kind) ?? { total: 0, kept: 0 };
+  entry.total += 1;
+  if (kept) entry.kept += 1;
+  tally.set(kind, entry);
+}
+
+function reportOf(tally: Map<string, { total: number; kept: number }>, unlabelled: number): TruthReport {
   const kinds = Object.fromEntries([...tally.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [k, counts(v.total, v.kept)]));
   const noisyEntries = [...tally.entries()].filter(([k]) => k !== CLEAN).map(([, v]) => v);
   const noisy = counts(
@@ -74,13 +86,22 @@ export async function truthReport(shards: string[], selection: SortedUids): Prom
   };
 }
 
-/** uid -> ground-truth kind for every labelled sample (memory grows with the data: for reports on synthetic sets). */
-export async function readTruthKinds(shards: string[]): Promise<Map<string, string>> {
+export interface TruthKinds {
+  /** uid -> ground-truth kind of every labelled sample. */
+  kinds: Map<string, string>;
+  /** Good samples whose json records no truth. */
+  unlabelled: number;
+}
+
+/** Every labelled sample's kind (memory grows with the data: for reports on synthetic sets). */
+export async function readTruthKinds(shards: string[]): Promise<TruthKinds> {
   const kinds = new Map<string, string>();
+  let unlabelled = 0;
   for await (const item of readShards(shards)) {
     if (item.kind !== 'sample') continue;
     const kind = truthKindOf(item.sample.json);
-    if (kind !== null) kinds.set(item.sample.uid, kind);
+    if (kind === null) unlabelled += 1;
+    else kinds.set(item.sample.uid, kind);
   }
-  return kinds;
+  return { kinds, unlabelled };
 }

@@ -1,6 +1,6 @@
 // Streams samples out of WebDataset shards, reporting every bad sample (and bad file) in order
 // instead of throwing: a bad sample never takes good samples around it along.
-import { SAMPLE_FIELD_NAMES, type BadReason, type BadSample, type ReadOptions, type SampleMember, type ShardItem } from './types.js';
+import { dottedKeyDot, type BadReason, type BadSample, type ReadOptions, type SampleMember, type ShardItem } from './types.js';
 import { readTarMembers, type TarEnd } from './tarMembers.js';
 import { Grouper, type Group, type GroupEvent } from './grouping.js';
 import { hasAllParts, judgeGroup } from './validate.js';
@@ -106,14 +106,13 @@ function* atTheCut(file: string, end: TarEnd, last: Group | null, judge: (g: Gro
 
 /**
  * The group's members as stored, less the "a.b.jpg"-style ones: those belong to a dotted key
- * "a.b" that the validator reports as bad, not to sample "a" (same rule as validate.ts).
+ * "a.b" that the validator reports as bad, not to sample "a".
  */
 function membersAsStored(group: Group): SampleMember[] {
   const members: SampleMember[] = [];
   const afterKey = group.key.length + 1;
   for (const m of group.members) {
-    const dot = m.ext.lastIndexOf('.');
-    if (dot >= 0 && SAMPLE_FIELD_NAMES.has(m.ext.slice(dot + 1))) continue;
+    if (dottedKeyDot(m.ext) >= 0) continue;
     members.push({ ext: m.name.slice(afterKey), data: m.data });
   }
   return members;

@@ -6,9 +6,22 @@ export type ImageExt = 'jpg' | 'png' | 'webp';
 
 export const IMAGE_EXTS: readonly ImageExt[] = ['jpg', 'png', 'webp'];
 
+/** Image field name (lower-cased extension) -> the format it names. */
+export const IMAGE_FIELDS: Readonly<Record<string, ImageExt>> = { jpg: 'jpg', jpeg: 'jpg', png: 'png', webp: 'webp' };
+
 /** The field names (lower-cased extensions) that make up a sample's image, caption and json;
  *  any other member ("npy", "cls", "b.npy") is carried along as it is. */
-export const SAMPLE_FIELD_NAMES: ReadonlySet<string> = new Set(['jpg', 'jpeg', 'png', 'webp', 'txt', 'json']);
+export const SAMPLE_FIELD_NAMES: ReadonlySet<string> = new Set([...Object.keys(IMAGE_FIELDS), 'txt', 'json']);
+
+/**
+ * Where a member's extension splits off a dotted key: for "b.jpg" (member "a.b.jpg") the index of
+ * its last dot, since the writer meant key "a.b" while WebDataset reads key "a", field "b.jpg";
+ * -1 when the part after the last dot is no sample field ("npy", "emb.npy").
+ */
+export function dottedKeyDot(ext: string): number {
+  const dot = ext.lastIndexOf('.');
+  return dot >= 0 && SAMPLE_FIELD_NAMES.has(ext.slice(dot + 1)) ? dot : -1;
+}
 
 /** One member of a sample as stored: its extension as spelled after the key's dot, and its bytes. */
 export interface SampleMember {

@@ -1,12 +1,10 @@
 // Turns one group of tar members into a good sample or the reasons it is bad. Cheap checks
 // only (names, text, json, image header); the optional full image decode happens in the reader.
-import type { BadReason, BadSample, ImageExt, Sample } from './types.js';
+import { dottedKeyDot, IMAGE_FIELDS, type BadReason, type BadSample, type Sample } from './types.js';
 import type { Group, Member } from './grouping.js';
 import { deriveUid, isValidUid } from './keys.js';
 import { readImageHeader } from './imageHeader.js';
 
-const IMAGE_FIELDS: Record<string, ImageExt> = { jpg: 'jpg', jpeg: 'jpg', png: 'png', webp: 'webp' };
-const SAMPLE_FIELDS = new Set([...Object.keys(IMAGE_FIELDS), 'txt', 'json']);
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export interface GroupVerdict {
@@ -27,9 +25,8 @@ export function judgeGroup(group: Group, shard: string, seen: Set<string>): Grou
   const plain: Member[] = [];
   const dotted = new Map<string, Member[]>();
   for (const m of group.members) {
-    const dot = m.ext.lastIndexOf('.');
-    if (dot >= 0 && SAMPLE_FIELDS.has(m.ext.slice(dot + 1))) {
-      // "a.b.jpg": the writer meant key "a.b"; WebDataset would read key "a", field "b.jpg".
+    const dot = dottedKeyDot(m.ext);
+    if (dot >= 0) {
       const intended = m.name.slice(0, m.name.length - (m.ext.length - dot));
       dotted.set(intended, [...(dotted.get(intended) ?? []), m]);
     } else plain.push(m);

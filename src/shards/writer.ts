@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { LoomError } from '../cli/errors.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { SerialQueue } from '../util/serialQueue.js';
-import { IMAGE_EXTS, SAMPLE_FIELD_NAMES, type ImageExt, type SampleMember } from './types.js';
+import { dottedKeyDot, IMAGE_EXTS, IMAGE_FIELDS, SAMPLE_FIELD_NAMES, type ImageExt, type SampleMember } from './types.js';
 import { deriveUid, isValidUid, keyProblem, shardFileName, statsFileName } from './keys.js';
 import { readImageHeader } from './imageHeader.js';
 import type { ShardStats } from './stats.js';
@@ -47,8 +47,6 @@ export interface StoredMembers {
   json?: Buffer;
 }
 
-// Extension (lower-cased) -> the image format it names.
-const IMAGE_FIELDS: Record<string, ImageExt> = { jpg: 'jpg', jpeg: 'jpg', png: 'png', webp: 'webp' };
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 interface OpenShard {
@@ -229,8 +227,8 @@ function extraProblem(member: SampleMember, taken: ReadonlySet<string>): string 
   if (/[/\\\u0000-\u001f\u007f]/.test(ext)) return `${shown}: an extension cannot hold "/", a backslash or a control character`;
   const field = ext.toLowerCase();
   if (SAMPLE_FIELD_NAMES.has(field)) return `${shown} collides with the ${field in IMAGE_FIELDS ? 'image' : field} member the writer writes itself`;
-  const last = field.slice(field.lastIndexOf('.') + 1);
-  if (SAMPLE_FIELD_NAMES.has(last)) return `${shown} would be read back as the .${last} of another key (the key would end at its first dot)`;
+  const dot = dottedKeyDot(field);
+  if (dot >= 0) return `${shown} would be read back as the .${field.slice(dot + 1)} of another key (the key would end at its first dot)`;
   if (taken.has(field)) return `${shown} is given twice (extensions are compared lower-cased, as WebDataset reads them)`;
   return null;
 }

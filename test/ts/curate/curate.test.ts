@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { scoreHistogram } from '../../../src/curate/histogram.js';
 import { listShards } from '../../../src/shards/reader.js';
 import { listSidecars, readSidecar } from '../../../src/select/sidecars.js';
-import { readTruthKinds } from '../../../src/select/truth.js';
+import { readTruthKinds, truthReport } from '../../../src/select/truth.js';
 import { readUidNpy } from '../../../src/select/uidNpy.js';
 import { isTempPath } from '../../../src/util/atomic.js';
 import { pythonExecutable, repoRoot } from '../../../src/util/paths.js';
@@ -60,11 +60,14 @@ test('loom curate: filter network, scores, selection with truth, histogram, resh
   assert.ok(existsSync(join(dir, 'out', 'filter', 'config.json')) && existsSync(join(dir, 'out', 'selection.npy')));
 
   // The histogram behind the PNG: every scored row in one bin, split by ground-truth kind as the truth report counts them.
-  const truthKinds = await readTruthKinds(await listShards(join(dir, 'synth', 'pretrain')));
-  const h = await scoreHistogram(join(dir, 'out', 'scores'), 'dfn', 'cosine', 10, (uid) => truthKinds.get(uid));
+  const shards = await listShards(join(dir, 'synth', 'pretrain'));
+  const truthKinds = await readTruthKinds(shards);
+  const h = await scoreHistogram(join(dir, 'out', 'scores'), 'dfn', 'cosine', 10, (uid) => truthKinds.kinds.get(uid));
   assert.equal(h.rows, 240);
   assert.ok(h.min >= -1 && h.min < h.max && h.max <= 1);
   for (const [kind, c] of Object.entries(kinds)) assert.equal(h.counts[kind]!.reduce((a, b) => a + b, 0), c.total, kind);
+  // The report from truth read once equals the one that streams the shards (what `loom select --truth` runs).
+  assert.deepEqual(report.truth, await truthReport(shards, await readUidNpy(join(dir, 'out', 'selection.npy'))));
 
   const again = loom(...args);
   assert.equal(again.status, 0, again.stderr);
