@@ -205,6 +205,47 @@ def summarize(log_probs: torch.Tensor, values: Sequence[int]) -> tuple[torch.Ten
 # ---- the scorer -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _ContinuationTemplates:
+    """One continuation row per metric, the same for every sample: [suffix | trie nodes | padding]."""
+
+    tokens: torch.Tensor  # (4, span) token ids (padding: <|im_end|>, hidden from everything)
+    position_offsets: torch.Tensor  # (4, span) added to the sample's prefix length
+    allowed: torch.Tensor  # (4, span, span) which continuation keys each continuation query sees
+    read_at: torch.Tensor  # (4, 1 + nodes): the suffix's last position, then each trie node's
+
+
+def _continuation_templates(suffix_ids: Sequence[Sequence[int]], trie: CandidateTrie, pad_id: int, device: torch.device) -> _ContinuationTemplates:
+    """Built once per scorer, so a batch only tiles them (no per-row work on the hot path)."""
+    import torch
+
+    nodes = trie.size
+    span = max(len(s) for s in suffix_ids) + nodes
+    count = len(suffix_ids)
+    tokens = torch.full((count, span), pad_id, dtype=torch.long)
+    offsets = torch.zeros((count, span), dtype=torch.long)
+    allowed = torch.zeros((count, span, span), dtype=torch.bool)
+    read_at = torch.zeros((count, 1 + nodes), dtype=torch.long)
+    depths = torch.tensor(trie.depths)
+    node_allowed = torch.zeros((nodes, nodes), dtype=torch.bool)
+    for j in range(nodes):
+        node_allowed[j, trie.ancestors_or_self(j)] = True
+    for m, suffix in enumerate(suffix_ids):
+        s = len(suffix)
+        tokens[m, :s] = torch.tensor(suffix)
+        tokens[m, s : s + nodes] = torch.tensor(trie.tokens)
+        offsets[m, :s] = torch.arange(s)
+        offsets[m, s : s + nodes] = s - 1 + depths  # a node sits where its digit would in a plain prompt
+        allowed[m, :s, :s] = torch.ones(s, s, dtype=torch.bool).tril()
+        allowed[m, s : s + nodes, :s] = True
+        allowed[m, s : s + nodes, s : s + nodes] = node_allowed
+        tail = torch.arange(s + nodes, span)
+        allowed[m, tail, tail] = True  # padding sees only itself
+        read_at[m, 0] = s - 1
+        read_at[m, 1:] = torch.arange(s, s + nodes)
+    return _ContinuationTemplates(tokens.to(device), offsets.to(device), allowed.to(device), read_at.to(device))
+
+
 class MlmFilterScorer:
     """The runner's BatchScorer for MLM-Filter: 8 float32 columns (4 expected values, 4 argmaxes)."""
 
@@ -280,6 +321,7 @@ class MlmFilterScorer:
         if end[list(set(self.trie.tokens))].any():
             raise LoomComputeError("a token of a candidate score also ends the answer")
         self.end_mask = end.to(self.device)
+        self.templates = _continuation_templates(self.suffix_ids, self.trie, self.im_end_id, self.device)
         # transformers 5.x renamed the forward's `past_key_values` to `cache` (the old name warns).
         self._cache_arg = "cache" if "cache" in inspect.signature(type(model.llm.model).forward).parameters else "past_key_values"
 
@@ -384,7 +426,7 @@ class MlmFilterScorer:
         from transformers import DynamicCache
 
         prefixes: list[list[int]] = inputs["prefix_ids"]
-        batch, metrics, nodes = len(prefixes), len(METRICS), self.trie.size
+        batch, metrics = len(prefixes), len(METRICS)
         dev = self.device
         lengths = torch.tensor([len(p) for p in prefixes], device=dev)
         width = int(lengths.max())
@@ -403,37 +445,13 @@ class MlmFilterScorer:
             llm.model(inputs_embeds=embeds, attention_mask=self._additive(allowed[:, None]), position_ids=positions, use_cache=True, **{self._cache_arg: cache})
             cache.batch_repeat_interleave(metrics)  # rows i*4 + m: one copy of sample i's prefix per metric
 
-            # Continuation rows: [suffix_m | trie nodes | padding].
-            suffix_len = [len(s) for s in self.suffix_ids]
-            span = max(suffix_len) + nodes
-            rows = batch * metrics
-            cont = torch.full((rows, span), self.im_end_id, dtype=torch.long, device=dev)
-            pos = torch.zeros((rows, span), dtype=torch.long, device=dev)
-            new_ok = torch.zeros((rows, span, span), dtype=torch.bool, device=dev)
-            read_at = torch.zeros((rows, 1 + nodes), dtype=torch.long, device=dev)
-            trie_tokens = torch.tensor(self.trie.tokens, device=dev)
-            depths = torch.tensor(self.trie.depths, device=dev)
-            node_allowed = torch.zeros((nodes, nodes), dtype=torch.bool)
-            for j in range(nodes):
-                node_allowed[j, self.trie.ancestors_or_self(j)] = True
-            node_allowed = node_allowed.to(dev)
-            for m, suffix in enumerate(self.suffix_ids):
-                s = suffix_len[m]
-                for i in range(batch):
-                    r = i * metrics + m
-                    cont[r, :s] = torch.tensor(suffix, device=dev)
-                    cont[r, s : s + nodes] = trie_tokens
-                    start = int(lengths[i])
-                    pos[r, :s] = torch.arange(start, start + s, device=dev)
-                    pos[r, s : s + nodes] = start + s - 1 + depths
-                    pos[r, s + nodes :] = start
-                    new_ok[r, :s, :s] = torch.ones(s, s, dtype=torch.bool, device=dev).tril()
-                    new_ok[r, s : s + nodes, :s] = True
-                    new_ok[r, s : s + nodes, s : s + nodes] = node_allowed
-                    tail = torch.arange(s + nodes, span, device=dev)
-                    new_ok[r, tail, tail] = True
-                    read_at[r, 0] = s - 1
-                    read_at[r, 1:] = torch.arange(s, s + nodes, device=dev)
+            # Continuation rows i*4 + m: metric m's template; positions continue sample i's prefix.
+            t = self.templates
+            rows, span = batch * metrics, t.tokens.shape[1]
+            cont = t.tokens.repeat(batch, 1)
+            pos = lengths.repeat_interleave(metrics)[:, None] + t.position_offsets.repeat(batch, 1)
+            new_ok = t.allowed.repeat(batch, 1, 1)
+            read_at = t.read_at.repeat(batch, 1)
             old_ok = key_ok.repeat_interleave(metrics, dim=0)[:, None, :].expand(rows, span, width)
             mask = self._additive(torch.cat([old_ok, new_ok], dim=-1)[:, None])
             out = llm.model(inputs_embeds=llm.get_input_embeddings()(cont), attention_mask=mask, position_ids=pos, use_cache=True, **{self._cache_arg: cache})
