@@ -55,8 +55,14 @@ export const DEFAULT_ALPHA_COLOR: Rgb = [255, 255, 255];
 export const DEFAULT_JPEG_QUALITY = 95;
 /** sharp's name for the Catmull-Rom cubic, the closest of its kernels to PIL's BICUBIC. */
 export const RESIZE_KERNEL = 'cubic' as const;
-/** Refuse decompression bombs: 16k x 16k is far beyond any web image worth training on. */
-const MAX_INPUT_PIXELS = 16384 * 16384;
+/**
+ * The one pixel limit of the data plane (inspect, pack, Python scoring): larger images are bad
+ * samples (`image_too_large`), refused from their header before any pixel is decoded. It is PIL's
+ * default decompression-bomb threshold (2^30 / 4 / 3), so Python's own decoder agrees; the value
+ * is shared with Python through vectors/limits.json (tested on both sides).
+ */
+export const MAX_IMAGE_PIXELS = 89_478_485;
+const MAX_INPUT_PIXELS = MAX_IMAGE_PIXELS;
 
 function validateOptions(options: PrepareOptions): void {
   const { size, mode } = options;
