@@ -14,6 +14,7 @@ import { runReshard, type ReshardSummary } from '../select/reshard.js';
 import { readTruthKinds, truthReportOf, type TruthReport } from '../select/truth.js';
 import { readUidNpy } from '../select/uidNpy.js';
 import { writeJsonAtomic } from '../util/atomic.js';
+import { withOutputDir } from '../util/outputDir.js';
 import { scoreHistogram, writeHistogramPng } from './histogram.js';
 
 export interface CurateOptions {
@@ -94,68 +95,72 @@ export async function runCurate(o: CurateOptions): Promise<CurateSummary> {
   const nproc = o.nprocPerNode ?? 1;
   const launcher: LauncherOptions | undefined = nproc > 1 ? { nprocPerNode: nproc } : undefined;
   const silent = o.silent ?? false;
-  const started = Date.now();
-  const run = (options: Parameters<typeof runWorker>[0]) => {
-    if (!silent) process.stderr.write(`$ ${formatCommand(workerCommand(options))}\n`);
-    return runWorker({ ...options, silent });
-  };
+  // Earlier runs' own outputs are adopted (they predate ownership markers); anything else is refused.
+  const adopt = (names: string[]) => names.includes('curate.json') || names.includes('scores') || names.includes('filter');
+  return withOutputDir(out, { command: 'curate', adopt }, async () => {
+    const started = Date.now();
+    const run = (options: Parameters<typeof runWorker>[0]) => {
+      if (!silent) process.stderr.write(`$ ${formatCommand(workerCommand(options))}\n`);
+      return runWorker({ ...options, silent });
+    };
 
-  let filter: Record<string, unknown> | null = null;
-  const plans: Array<ScorerRun & { args: string[] }> = [];
-  if (clip) {
-    let model = o.model;
-    if (o.trainFilter !== undefined) {
-      model = join(out, 'filter');
-      if (existsSync(join(model, 'config.json'))) {
-        if (!silent) process.stderr.write(`filter network: reusing ${model}\n`);
-      } else {
-        const trusted = await listShards(o.trainFilter);
-        const args = ['--shards', ...trusted, '--out', model, '--steps', String(o.filterSteps ?? 600)];
-        filter = (await run({ verb: 'train-filter', args, progressLabel: 'train-filter' })).done;
+    let filter: Record<string, unknown> | null = null;
+    const plans: Array<ScorerRun & { args: string[] }> = [];
+    if (clip) {
+      let model = o.model;
+      if (o.trainFilter !== undefined) {
+        model = join(out, 'filter');
+        if (existsSync(join(model, 'config.json'))) {
+          if (!silent) process.stderr.write(`filter network: reusing ${model}\n`);
+        } else {
+          const trusted = await listShards(o.trainFilter);
+          const args = ['--shards', ...trusted, '--out', model, '--steps', String(o.filterSteps ?? 600)];
+          filter = (await run({ verb: 'train-filter', args, progressLabel: 'train-filter' })).done;
+        }
+      }
+      plans.push({ name: names[0]!, kind: 'clip', model: model!, args: ['--batch-size', String(o.batchSize ?? 64)] });
+    }
+    if (o.mlmFilter !== undefined) {
+      const args = ['--batch-size', String(o.mlmBatchSize ?? 8), '--answer-end', o.answerEnd ?? 'im_end'];
+      plans.push({ name: names[names.length - 1]!, kind: 'mlm-filter', model: resolve(o.mlmFilter), args });
+    }
+
+    const scoresDir = join(out, 'scores');
+    const scores: Record<string, Record<string, unknown>> = {};
+    for (const plan of plans) {
+      const args = ['--shards', ...shards, '--out', scoresDir, '--scorer-name', plan.name, '--kind', plan.kind, '--model', plan.model, ...plan.args];
+      scores[plan.name] = (await run({ verb: 'score', args, progressLabel: `score ${plan.name}`, ...(launcher ? { launcher } : {}) })).done;
+    }
+
+    const onWarning = (m: string) => process.stderr.write(`loom: warning: ${m}\n`);
+    const selectBar = startProgress('select', undefined, { unit: 'rows', silent });
+    const selection = await runSelect({ scoresDir, rule: o.rule, out: join(out, 'selection'), onProgress: (done, total) => selectBar.update(done, total), onWarning }).finally(() => selectBar.stop());
+    let truth: TruthReport | null = null;
+    let kinds: Map<string, string> | undefined;
+    if (o.truth) {
+      const truthKinds = await readTruthKinds(shards); // read once: for the report and to split the histograms
+      truth = truthReportOf(truthKinds, await readUidNpy(selection.output.npy));
+      kinds = truthKinds.kinds;
+    }
+    const histograms: string[] = [];
+    for (const [scorer, cols] of columns) {
+      for (const column of cols) {
+        const h = await scoreHistogram(scoresDir, scorer, column, 40, kinds ? (uid) => kinds.get(uid) : undefined);
+        const atom = selection.atoms.find((a) => a.column === `${scorer}.${column}`);
+        const path = join(out, `hist_${scorer}.${column}.png`);
+        await writeHistogramPng(h, `${scorer}.${column}: ${h.rows} scored samples`, path, atom?.threshold);
+        histograms.push(path);
       }
     }
-    plans.push({ name: names[0]!, kind: 'clip', model: model!, args: ['--batch-size', String(o.batchSize ?? 64)] });
-  }
-  if (o.mlmFilter !== undefined) {
-    const args = ['--batch-size', String(o.mlmBatchSize ?? 8), '--answer-end', o.answerEnd ?? 'im_end'];
-    plans.push({ name: names[names.length - 1]!, kind: 'mlm-filter', model: resolve(o.mlmFilter), args });
-  }
-
-  const scoresDir = join(out, 'scores');
-  const scores: Record<string, Record<string, unknown>> = {};
-  for (const plan of plans) {
-    const args = ['--shards', ...shards, '--out', scoresDir, '--scorer-name', plan.name, '--kind', plan.kind, '--model', plan.model, ...plan.args];
-    scores[plan.name] = (await run({ verb: 'score', args, progressLabel: `score ${plan.name}`, ...(launcher ? { launcher } : {}) })).done;
-  }
-
-  const onWarning = (m: string) => process.stderr.write(`loom: warning: ${m}\n`);
-  const selectBar = startProgress('select', undefined, { unit: 'rows', silent });
-  const selection = await runSelect({ scoresDir, rule: o.rule, out: join(out, 'selection'), onProgress: (done, total) => selectBar.update(done, total), onWarning }).finally(() => selectBar.stop());
-  let truth: TruthReport | null = null;
-  let kinds: Map<string, string> | undefined;
-  if (o.truth) {
-    const truthKinds = await readTruthKinds(shards); // read once: for the report and to split the histograms
-    truth = truthReportOf(truthKinds, await readUidNpy(selection.output.npy));
-    kinds = truthKinds.kinds;
-  }
-  const histograms: string[] = [];
-  for (const [scorer, cols] of columns) {
-    for (const column of cols) {
-      const h = await scoreHistogram(scoresDir, scorer, column, 40, kinds ? (uid) => kinds.get(uid) : undefined);
-      const atom = selection.atoms.find((a) => a.column === `${scorer}.${column}`);
-      const path = join(out, `hist_${scorer}.${column}.png`);
-      await writeHistogramPng(h, `${scorer}.${column}: ${h.rows} scored samples`, path, atom?.threshold);
-      histograms.push(path);
+    let reshard: ReshardSummary | null = null;
+    if (o.reshard) {
+      const bar = startProgress('reshard', await samplesFromStats(shards), { unit: 'samples', silent });
+      reshard = await runReshard({ shards, selection: selection.output.npy, out: join(out, 'shards'), onProgress: () => bar.tick(), onWarning }).finally(() => bar.stop());
     }
-  }
-  let reshard: ReshardSummary | null = null;
-  if (o.reshard) {
-    const bar = startProgress('reshard', await samplesFromStats(shards), { unit: 'samples', silent });
-    reshard = await runReshard({ shards, selection: selection.output.npy, out: join(out, 'shards'), onProgress: () => bar.tick(), onWarning }).finally(() => bar.stop());
-  }
 
-  const scorers = plans.map(({ name, kind, model }) => ({ name, kind, model }));
-  const summary: CurateSummary = { out, seconds: (Date.now() - started) / 1000, scorers, filter, scores, selection, truth, histograms, reshard };
-  await writeJsonAtomic(join(out, 'curate.json'), summary);
-  return summary;
+    const scorers = plans.map(({ name, kind, model }) => ({ name, kind, model }));
+    const summary: CurateSummary = { out, seconds: (Date.now() - started) / 1000, scorers, filter, scores, selection, truth, histograms, reshard };
+    await writeJsonAtomic(join(out, 'curate.json'), summary);
+    return summary;
+  });
 }

@@ -3,7 +3,7 @@
 // (w % worldSize == rank) that are not done yet. See docs/formats.md, "Packing a dataset".
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, rm, mkdir } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { LoomError } from '../cli/errors.js';
 import type { RunConfig } from '../config/schema.js';
@@ -11,7 +11,8 @@ import { readShards, listShards } from '../shards/reader.js';
 import { samplesFromStats } from '../shards/stats.js';
 import { TextTokenizer } from '../tokenize/tokenizer.js';
 import { writeJsonAtomic } from '../util/atomic.js';
-import { packedSpecFor } from './packedShard.js';
+import { packedSpecFor, type PackedShardSpec } from './packedShard.js';
+import { withOutputDir } from '../util/outputDir.js';
 import { PretrainDocuments } from './sample.js';
 import { readSftJson, SftDocuments, sftUid, type SftRecord } from './sft.js';
 import { indexTarMembers, type MemberSpan } from './tarIndex.js';
@@ -114,8 +115,19 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
     throw new LoomError((err as Error).message);
   }
   const packedSpec = packedSpecFor(config, tokenizer);
+  // Ranks of one launch each lock the folder on their own: their windows never overlap.
+  const adopt = (names: string[]) => names.includes(PACK_PLAN_FILE);
+  return withOutputDir(out, { command: 'pack', adopt, rank, worldSize }, () =>
+    packInto({ ...o, window: W, algorithm, rank, worldSize }, { isSft, shardPaths, tokenizer, documents, sftDocuments, packedSpec }),
+  );
+}
 
-  await mkdir(out, { recursive: true });
+async function packInto(
+  o: RunPackOptions & { window: number; algorithm: PackAlgorithm; rank: number; worldSize: number },
+  p: { isSft: boolean; shardPaths: string[]; tokenizer: TextTokenizer; documents?: PretrainDocuments | undefined; sftDocuments?: SftDocuments | undefined; packedSpec: PackedShardSpec },
+): Promise<RunPackResult> {
+  const { config, out, window: W, algorithm, rank, worldSize } = o;
+  const { isSft, shardPaths, tokenizer, documents, sftDocuments, packedSpec } = p;
   // Only what decides the packed bytes: another run name or training setting may resume.
   const decides = {
     stage: config.stage,

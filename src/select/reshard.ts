@@ -9,10 +9,11 @@
 // the last finished shard, and a directory holding anything else is refused.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { LoomError } from '../cli/errors.js';
 import { isTempPath, writeJsonAtomic } from '../util/atomic.js';
+import { isClaimFile, withOutputDir } from '../util/outputDir.js';
 import { readShards } from '../shards/reader.js';
 import { ShardWriter, type StoredMembers } from '../shards/writer.js';
 import { SAMPLE_FIELD_NAMES, type Sample, type SampleMember } from '../shards/types.js';
@@ -89,7 +90,6 @@ async function sha256File(path: string): Promise<string> {
 export async function runReshard(options: ReshardOptions): Promise<ReshardSummary> {
   const started = Date.now();
   const perShard = options.samplesPerShard ?? 10_000;
-  const warn = (m: string) => options.onWarning?.(m);
   const selection = await readUidNpy(options.selection);
   const upsample: Array<{ uids: SortedUids; k: number; path: string }> = [];
   for (const u of options.upsample ?? []) {
@@ -104,6 +104,19 @@ export async function runReshard(options: ReshardOptions): Promise<ReshardSummar
     upsample: await Promise.all((options.upsample ?? []).map(async (u) => ({ sha256: await sha256File(u.path), k: u.k }))),
     samples_per_shard: perShard,
   };
+  const adopt = (names: string[]) => names.includes(MANIFEST);
+  return withOutputDir(options.out, { command: 'reshard', adopt }, () => reshardInto(options, manifest, selection, upsample, started));
+}
+
+async function reshardInto(
+  options: ReshardOptions,
+  manifest: Manifest,
+  selection: SortedUids,
+  upsample: Array<{ uids: SortedUids; k: number; path: string }>,
+  started: number,
+): Promise<ReshardSummary> {
+  const perShard = options.samplesPerShard ?? 10_000;
+  const warn = (m: string) => options.onWarning?.(m);
   const resumeFrom = await prepareOut(options.out, manifest);
   await writeJsonAtomic(join(options.out, MANIFEST), manifest);
 
@@ -226,15 +239,8 @@ function splitMembers(sample: Sample): { stored: StoredMembers; extra: SampleMem
  * and deletes temporary files). Anything else in OUT is refused.
  */
 async function prepareOut(out: string, manifest: Manifest): Promise<number> {
-  let names: string[];
-  try {
-    if (!(await stat(out)).isDirectory()) throw new LoomError(`--out ${out} exists and is not a directory`);
-    names = await readdir(out);
-  } catch (err) {
-    if (err instanceof LoomError) throw err;
-    await mkdir(out, { recursive: true });
-    return 0;
-  }
+  // claimOutputDir made OUT and refused foreign files; the marker and locks are not outputs.
+  const names = (await readdir(out)).filter((n) => !isClaimFile(n));
   if (names.length === 0) return 0;
   let previous: Manifest | null = null;
   try {

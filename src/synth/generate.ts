@@ -3,7 +3,7 @@
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
-import { LoomError } from '../cli/errors.js';
+import { isClaimFile, withOutputDir } from '../util/outputDir.js';
 import { ShardWriter } from '../shards/writer.js';
 import { shardFileName, statsFileName } from '../shards/keys.js';
 import { isTempPath, tempPathFor, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
@@ -79,13 +79,11 @@ async function exists(path: string): Promise<boolean> {
  * directory that is not a synth output is refused, so a typo never deletes someone's data.
  */
 async function prepareOutput(o: SynthOptions): Promise<{ resume: boolean }> {
-  await mkdir(o.out, { recursive: true });
-  const entries = await readdir(o.out);
+  // claimOutputDir has refused a folder of foreign files; what is here is an earlier synth run's.
+  const entries = (await readdir(o.out)).filter((n) => !isClaimFile(n));
   const planPath = join(o.out, PLAN_FILE);
   const wanted = JSON.stringify(planOf(o));
   if (entries.length > 0) {
-    const ours = entries.includes(PLAN_FILE) || entries.includes(MANIFEST_FILE);
-    if (!ours) throw new LoomError(`${o.out} is not empty and holds no ${PLAN_FILE} or ${MANIFEST_FILE}; refusing to write synthetic data into it`);
     const previous = entries.includes(PLAN_FILE) ? JSON.stringify(JSON.parse(await readFile(planPath, 'utf8'))) : null;
     if (previous === wanted) return { resume: true };
     for (const name of ['pretrain', 'sft', 'bench', MANIFEST_FILE, PLAN_FILE]) await rm(join(o.out, name), { recursive: true, force: true });
@@ -117,6 +115,11 @@ async function writeFileRenamed(target: string, data: Buffer): Promise<void> {
 }
 
 export async function runSynth(o: SynthOptions): Promise<SynthManifest> {
+  const adopt = (names: string[]) => names.includes(PLAN_FILE) || names.includes(MANIFEST_FILE);
+  return withOutputDir(o.out, { command: 'synth', adopt }, () => synthesize(o));
+}
+
+async function synthesize(o: SynthOptions): Promise<SynthManifest> {
   const { resume } = await prepareOutput(o);
   // One drawing/encoding thread per core: the main thread (planning, tar writing) mostly waits
   // on them, so reserving a core for it wastes most of that core.

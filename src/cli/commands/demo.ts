@@ -13,6 +13,7 @@ import { inspectShards, type InspectReport } from '../../shards/inspect.js';
 import { PLAN_FILE, runSynth, type SynthManifest } from '../../synth/generate.js';
 import { EVEN_MIX } from '../../synth/noise.js';
 import { TextTokenizer } from '../../tokenize/tokenizer.js';
+import { withOutputDir } from '../../util/outputDir.js';
 import { writeJsonAtomic } from '../../util/atomic.js';
 import { LoomError } from '../errors.js';
 import { printSummary, table } from '../output.js';
@@ -79,149 +80,155 @@ export function registerDemo(program: Command): void {
     .option('--json', 'print the summary as JSON on stdout')
     .action(async (opts: DemoOptions) => {
       const out = resolve(opts.out);
-      const started = Date.now();
-      const step = (n: number, what: string) => process.stderr.write(`\n[${n}/${STEPS}] ${what}\n`);
-
-      step(1, 'synth: rendering scenes, captions with 30% known noise, SFT chats, benchmark');
-      await clearPreviousDemoData(join(out, 'data'));
-      const synthProgress = partsProgress('synth', { pretrain: 'samples', sft: 'chats', bench: 'questions' });
-      const synthStarted = Date.now();
-      let pretrainSeconds = 0;
-      const manifest = await runSynth({
-        out: join(out, 'data'),
-        seed: integerOption(opts.seed, '--seed', 0),
-        samples: integerOption(opts.samples, '--samples', 0),
-        sft: integerOption(opts.sft, '--sft', 0),
-        bench: integerOption(opts.bench, '--bench', 0),
-        noise: 0.3,
-        noiseMix: EVEN_MIX,
-        samplesPerShard: 10000,
-        onProgress: (part, done, total) => {
-          if (part === 'pretrain' && done === total) pretrainSeconds = (Date.now() - synthStarted) / 1000;
-          synthProgress.update(part, done, total);
-        },
-      });
-      synthProgress.stop();
-      const synthSeconds = (Date.now() - synthStarted) / 1000;
-      const trustedBar = startProgress('synth trusted', 1, { unit: 'samples' });
-      const trustedManifest = await runSynth({
-        out: join(out, 'data', 'trusted'),
-        seed: integerOption(opts.seed, '--seed', 0) + 7919, // other scenes than the pool's
-        samples: integerOption(opts.trusted, '--trusted', 1),
-        sft: 0,
-        bench: 0,
-        noise: 0,
-        noiseMix: EVEN_MIX,
-        samplesPerShard: 10000,
-        onProgress: (part, done, total) => {
-          if (part === 'pretrain') trustedBar.update(done, total);
-        },
-      });
-      trustedBar.stop();
-
-      step(2, 'inspect: reading every shard back, decoding every image');
-      const shards = await listShards(join(out, 'data', 'pretrain'));
-      const inspectBar = startProgress('inspect', manifest.pretrain.samples, { unit: 'samples' });
-      const inspect = await inspectShards(shards, { onItem: () => inspectBar.tick() });
-      inspectBar.stop();
-
-      const filterSteps = integerOption(opts.filterSteps, '--filter-steps', 1);
-      step(3, `curate: a filter network trained on ${trustedManifest.pretrain.samples} trusted pairs (${filterSteps} steps) scores the pool; keep ${DEMO_RULE}`);
-      const curateDir = join(out, 'curate');
-      await rm(curateDir, { recursive: true, force: true }); // the pool was just rendered afresh: old scores are stale
-      const curated = await runCurate({
-        shards: join(out, 'data', 'pretrain'),
-        out: curateDir,
-        rule: DEMO_RULE,
-        trainFilter: join(out, 'data', 'trusted', 'pretrain'),
-        filterSteps,
-        truth: true,
-        reshard: true,
-      });
-      const curatedShards = join(curateDir, 'shards');
-
-      step(4, 'config: resolving the tiny preset for pre-training on the curated shards');
-      const config = resolveRunConfig({ preset: 'tiny', stage: 'pretrain', name: 'demo', assignments: [`data.shards=${curatedShards}`] });
-      const configPath = join(out, 'config.json');
-      await writeJsonAtomic(configPath, config);
-
-      step(5, 'tokenize: caption lengths with the bundled tokenizer and the pre-training template');
-      const tokens = await tokenStats(config, await listShards(curatedShards));
-
-      step(6, 'compute plane: the Python worker validates the same config');
-      const workerOptions = { verb: 'validate-config', configPath, progressLabel: 'validate-config' };
-      process.stderr.write(`$ ${formatCommand(workerCommand(workerOptions))}\n`);
-      const worker = await runWorker(workerOptions);
-
-      step(7, 'pack: exact-fill packing into sequences of the tiny preset, images at its input size');
-      const packedDir = join(out, 'packed');
-      await rm(packedDir, { recursive: true, force: true });
-      const packBar = startProgress('pack', curated.selection.kept, { unit: 'samples' });
-      const packed = await runPack({ config, out: packedDir, onProgress: (done, total) => packBar.update(done, total) });
-      packBar.stop();
-      if (!packed.total) throw new LoomError('pack did not finish every window');
-
-      step(8, 'compute plane: the training loader reads the packed shards (headers checked against the run)');
-      const readOptions = { verb: 'read-packed', configPath, args: ['--packed', packedDir], progressLabel: 'read-packed' };
-      process.stderr.write(`$ ${formatCommand(workerCommand(readOptions))}\n`);
-      const loaderRead = await runWorker(readOptions);
-
-      step(9, 'pack SFT: the LLaVA conversations at the SFT resolution, loss on assistant turns only');
-      const sftConfig = resolveRunConfig({ preset: 'tiny', stage: 'sft', name: 'demo-sft' });
-      const sftDir = join(out, 'packed-sft');
-      await rm(sftDir, { recursive: true, force: true });
-      const sftBar = startProgress('pack sft', manifest.sft.conversations, { unit: 'chats' });
-      const sftPacked = await runPack({ config: sftConfig, sftJson: join(out, 'data', 'sft', 'llava.json'), out: sftDir, onProgress: (done, total) => sftBar.update(done, total) });
-      sftBar.stop();
-      if (!sftPacked.total) throw new LoomError('SFT pack did not finish every window');
-
-      const pretrainSteps = integerOption(opts.pretrainSteps, '--pretrain-steps', 1);
-      step(10, `train: ${pretrainSteps} steps of tiny pre-training on the packed pairs (FSDP2, one process, CPU)`);
-      const runs = join(out, 'runs');
-      await rm(runs, { recursive: true, force: true });
-      const pretrainRun = resolveRunConfig({
-        preset: 'tiny',
-        stage: 'pretrain',
-        name: 'demo-pretrain',
-        assignments: [`data.packed=${packedDir}`, `train.max_steps=${pretrainSteps}`],
-      });
-      const pretrainConfigPath = join(runs, pretrainRun.name, 'config.json');
-      await writeJsonAtomic(pretrainConfigPath, pretrainRun);
-      process.stderr.write(`$ ${formatCommand(workerCommand({ verb: 'train', configPath: pretrainConfigPath }))}\n`);
-      const pretrained = await runTrainWorker(pretrainConfigPath, [], false);
-
-      const sftSteps = integerOption(opts.sftSteps, '--sft-steps', 1);
-      step(11, `train SFT: ${sftSteps} steps from the pre-training export, ${imageTokensPerImage(sftConfig)} tokens per image`);
-      const sftRun = resolveRunConfig({
-        preset: 'tiny',
-        stage: 'sft',
-        name: 'demo-sft',
-        assignments: [`data.packed=${sftDir}`, `train.max_steps=${sftSteps}`, `model.init_from=${String(pretrained.export)}`],
-      });
-      const sftConfigPath = join(runs, sftRun.name, 'config.json');
-      await writeJsonAtomic(sftConfigPath, sftRun);
-      process.stderr.write(`$ ${formatCommand(workerCommand({ verb: 'train', configPath: sftConfigPath }))}\n`);
-      const sftTrained = await runTrainWorker(sftConfigPath, [], false);
-
-      const summary = {
-        out,
-        seconds: (Date.now() - started) / 1000,
-        synth: { ...pickSynth(manifest), seconds: synthSeconds, pretrain_samples_per_second: manifest.pretrain.samples / Math.max(pretrainSeconds, 1e-3) },
-        inspect: pickInspect(inspect),
-        curate: pickCurate(curated),
-        config: { path: configPath, preset: config.preset, stage: config.stage, seq_len: config.data.seq_len },
-        tokens,
-        worker: worker.done,
-        pack: pickPack(packed.total),
-        loader: loaderRead.done,
-        pack_sft: { ...pickPack(sftPacked.total), image_tokens_per_image: imageTokensPerImage(sftConfig) },
-        train: pickTrain(pretrained),
-        train_sft: pickTrain(sftTrained),
-        not_built_yet: NOT_BUILT,
-      };
-      await writeJsonAtomic(join(out, 'demo.json'), summary);
-      printSummary(opts, summary, () => humanSummary(summary, manifest, inspect, tokens));
+      // The demo deletes and rewrites its parts on every run, so it must own OUT.
+      const adopt = (names: string[]) => names.includes('demo.json') || names.includes('data');
+      await withOutputDir(out, { command: 'demo', adopt }, () => runDemo(opts, out));
     });
+}
+
+async function runDemo(opts: DemoOptions, out: string): Promise<void> {
+  const started = Date.now();
+  const step = (n: number, what: string) => process.stderr.write(`\n[${n}/${STEPS}] ${what}\n`);
+
+  step(1, 'synth: rendering scenes, captions with 30% known noise, SFT chats, benchmark');
+  await clearPreviousDemoData(join(out, 'data'));
+  const synthProgress = partsProgress('synth', { pretrain: 'samples', sft: 'chats', bench: 'questions' });
+  const synthStarted = Date.now();
+  let pretrainSeconds = 0;
+  const manifest = await runSynth({
+    out: join(out, 'data'),
+    seed: integerOption(opts.seed, '--seed', 0),
+    samples: integerOption(opts.samples, '--samples', 0),
+    sft: integerOption(opts.sft, '--sft', 0),
+    bench: integerOption(opts.bench, '--bench', 0),
+    noise: 0.3,
+    noiseMix: EVEN_MIX,
+    samplesPerShard: 10000,
+    onProgress: (part, done, total) => {
+      if (part === 'pretrain' && done === total) pretrainSeconds = (Date.now() - synthStarted) / 1000;
+      synthProgress.update(part, done, total);
+    },
+  });
+  synthProgress.stop();
+  const synthSeconds = (Date.now() - synthStarted) / 1000;
+  const trustedBar = startProgress('synth trusted', 1, { unit: 'samples' });
+  const trustedManifest = await runSynth({
+    out: join(out, 'data', 'trusted'),
+    seed: integerOption(opts.seed, '--seed', 0) + 7919, // other scenes than the pool's
+    samples: integerOption(opts.trusted, '--trusted', 1),
+    sft: 0,
+    bench: 0,
+    noise: 0,
+    noiseMix: EVEN_MIX,
+    samplesPerShard: 10000,
+    onProgress: (part, done, total) => {
+      if (part === 'pretrain') trustedBar.update(done, total);
+    },
+  });
+  trustedBar.stop();
+
+  step(2, 'inspect: reading every shard back, decoding every image');
+  const shards = await listShards(join(out, 'data', 'pretrain'));
+  const inspectBar = startProgress('inspect', manifest.pretrain.samples, { unit: 'samples' });
+  const inspect = await inspectShards(shards, { onItem: () => inspectBar.tick() });
+  inspectBar.stop();
+
+  const filterSteps = integerOption(opts.filterSteps, '--filter-steps', 1);
+  step(3, `curate: a filter network trained on ${trustedManifest.pretrain.samples} trusted pairs (${filterSteps} steps) scores the pool; keep ${DEMO_RULE}`);
+  const curateDir = join(out, 'curate');
+  await rm(curateDir, { recursive: true, force: true }); // the pool was just rendered afresh: old scores are stale
+  const curated = await runCurate({
+    shards: join(out, 'data', 'pretrain'),
+    out: curateDir,
+    rule: DEMO_RULE,
+    trainFilter: join(out, 'data', 'trusted', 'pretrain'),
+    filterSteps,
+    truth: true,
+    reshard: true,
+  });
+  const curatedShards = join(curateDir, 'shards');
+
+  step(4, 'config: resolving the tiny preset for pre-training on the curated shards');
+  const config = resolveRunConfig({ preset: 'tiny', stage: 'pretrain', name: 'demo', assignments: [`data.shards=${curatedShards}`] });
+  const configPath = join(out, 'config.json');
+  await writeJsonAtomic(configPath, config);
+
+  step(5, 'tokenize: caption lengths with the bundled tokenizer and the pre-training template');
+  const tokens = await tokenStats(config, await listShards(curatedShards));
+
+  step(6, 'compute plane: the Python worker validates the same config');
+  const workerOptions = { verb: 'validate-config', configPath, progressLabel: 'validate-config' };
+  process.stderr.write(`$ ${formatCommand(workerCommand(workerOptions))}\n`);
+  const worker = await runWorker(workerOptions);
+
+  step(7, 'pack: exact-fill packing into sequences of the tiny preset, images at its input size');
+  const packedDir = join(out, 'packed');
+  await rm(packedDir, { recursive: true, force: true });
+  const packBar = startProgress('pack', curated.selection.kept, { unit: 'samples' });
+  const packed = await runPack({ config, out: packedDir, onProgress: (done, total) => packBar.update(done, total) });
+  packBar.stop();
+  if (!packed.total) throw new LoomError('pack did not finish every window');
+
+  step(8, 'compute plane: the training loader reads the packed shards (headers checked against the run)');
+  const readOptions = { verb: 'read-packed', configPath, args: ['--packed', packedDir], progressLabel: 'read-packed' };
+  process.stderr.write(`$ ${formatCommand(workerCommand(readOptions))}\n`);
+  const loaderRead = await runWorker(readOptions);
+
+  step(9, 'pack SFT: the LLaVA conversations at the SFT resolution, loss on assistant turns only');
+  const sftConfig = resolveRunConfig({ preset: 'tiny', stage: 'sft', name: 'demo-sft' });
+  const sftDir = join(out, 'packed-sft');
+  await rm(sftDir, { recursive: true, force: true });
+  const sftBar = startProgress('pack sft', manifest.sft.conversations, { unit: 'chats' });
+  const sftPacked = await runPack({ config: sftConfig, sftJson: join(out, 'data', 'sft', 'llava.json'), out: sftDir, onProgress: (done, total) => sftBar.update(done, total) });
+  sftBar.stop();
+  if (!sftPacked.total) throw new LoomError('SFT pack did not finish every window');
+
+  const pretrainSteps = integerOption(opts.pretrainSteps, '--pretrain-steps', 1);
+  step(10, `train: ${pretrainSteps} steps of tiny pre-training on the packed pairs (FSDP2, one process, CPU)`);
+  const runs = join(out, 'runs');
+  await rm(runs, { recursive: true, force: true });
+  const pretrainRun = resolveRunConfig({
+    preset: 'tiny',
+    stage: 'pretrain',
+    name: 'demo-pretrain',
+    assignments: [`data.packed=${packedDir}`, `train.max_steps=${pretrainSteps}`],
+  });
+  const pretrainConfigPath = join(runs, pretrainRun.name, 'config.json');
+  await writeJsonAtomic(pretrainConfigPath, pretrainRun);
+  process.stderr.write(`$ ${formatCommand(workerCommand({ verb: 'train', configPath: pretrainConfigPath }))}\n`);
+  const pretrained = await runTrainWorker(pretrainConfigPath, [], false);
+
+  const sftSteps = integerOption(opts.sftSteps, '--sft-steps', 1);
+  step(11, `train SFT: ${sftSteps} steps from the pre-training export, ${imageTokensPerImage(sftConfig)} tokens per image`);
+  const sftRun = resolveRunConfig({
+    preset: 'tiny',
+    stage: 'sft',
+    name: 'demo-sft',
+    assignments: [`data.packed=${sftDir}`, `train.max_steps=${sftSteps}`, `model.init_from=${String(pretrained.export)}`],
+  });
+  const sftConfigPath = join(runs, sftRun.name, 'config.json');
+  await writeJsonAtomic(sftConfigPath, sftRun);
+  process.stderr.write(`$ ${formatCommand(workerCommand({ verb: 'train', configPath: sftConfigPath }))}\n`);
+  const sftTrained = await runTrainWorker(sftConfigPath, [], false);
+
+  const summary = {
+    out,
+    seconds: (Date.now() - started) / 1000,
+    synth: { ...pickSynth(manifest), seconds: synthSeconds, pretrain_samples_per_second: manifest.pretrain.samples / Math.max(pretrainSeconds, 1e-3) },
+    inspect: pickInspect(inspect),
+    curate: pickCurate(curated),
+    config: { path: configPath, preset: config.preset, stage: config.stage, seq_len: config.data.seq_len },
+    tokens,
+    worker: worker.done,
+    pack: pickPack(packed.total),
+    loader: loaderRead.done,
+    pack_sft: { ...pickPack(sftPacked.total), image_tokens_per_image: imageTokensPerImage(sftConfig) },
+    train: pickTrain(pretrained),
+    train_sft: pickTrain(sftTrained),
+    not_built_yet: NOT_BUILT,
+  };
+  await writeJsonAtomic(join(out, 'demo.json'), summary);
+  printSummary(opts, summary, () => humanSummary(summary, manifest, inspect, tokens));
 }
 
 /** The demo renders its data afresh each time (so its speeds are real), but deletes only a previous synth output. */

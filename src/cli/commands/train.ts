@@ -11,6 +11,7 @@ import { loadRunConfigFile, validateRunConfig } from '../../config/resolve.js';
 import type { RunConfig } from '../../config/schema.js';
 import { formatCommand, workerCommand, type LauncherOptions } from '../../protocol/command.js';
 import { runWorker, type WorkerEvent } from '../../protocol/worker.js';
+import { withOutputDir } from '../../util/outputDir.js';
 import { writeJsonAtomic } from '../../util/atomic.js';
 
 export interface TrainCliOptions extends RunConfigCliOptions {
@@ -120,16 +121,20 @@ export function registerTrain(program: Command): void {
       if (opts.config !== undefined && cmd.getOptionValueSource('name') === 'cli' && opts.name !== plan.config.name) {
         throw new LoomError(`--name ${opts.name} does not match the name '${plan.config.name}' in ${opts.config} (the run directory is named after the config)`, EXIT_USAGE);
       }
-      await writeJsonAtomic(plan.configPath, plan.config);
-      const command = formatCommand(plan.argv);
-      if (opts.dryRun) {
-        process.stderr.write(`loom train: wrote ${plan.configPath} (dry run: nothing started)\n`);
-        printSummary(opts, { command, argv: plan.argv, config: plan.config, run_dir: plan.runDir }, () => command);
-        return;
-      }
-      process.stderr.write(`${command}\n`);
-      const done = await runTrain(plan, opts.quiet === true);
-      printSummary(opts, { ...done, command }, () => renderTrainSummary(done));
+      // Each node of a multi-node run holds its own lock on the (shared) run directory.
+      const claim = { command: 'train', adopt: (names: string[]) => names.includes('config.json'), rank: Number(opts.nodeRank ?? 0), worldSize: plan.config.dist.nnodes };
+      await withOutputDir(plan.runDir, claim, async () => {
+        await writeJsonAtomic(plan.configPath, plan.config);
+        const command = formatCommand(plan.argv);
+        if (opts.dryRun) {
+          process.stderr.write(`loom train: wrote ${plan.configPath} (dry run: nothing started)\n`);
+          printSummary(opts, { command, argv: plan.argv, config: plan.config, run_dir: plan.runDir }, () => command);
+          return;
+        }
+        process.stderr.write(`${command}\n`);
+        const done = await runTrain(plan, opts.quiet === true);
+        printSummary(opts, { ...done, command }, () => renderTrainSummary(done));
+      });
     });
 }
 
