@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { LoomError } from '../cli/errors.js';
 import { writeJsonAtomic } from './atomic.js';
 
@@ -161,10 +161,6 @@ function describe(lock: LockRecord): string {
 }
 
 async function takeLock(dir: string, command: string, rank: number, worldSize: number): Promise<string> {
-  const path = join(dir, lockName(rank));
-  const record: LockRecord = {
-    format: 'loom-lock', command, pid: process.pid, pid_start: processStartTime(process.pid), host: hostname(), rank, world_size: worldSize, started: new Date().toISOString(),
-  };
   // Other ranks' locks: a live one of another launch shape would split the work differently.
   for (const name of await readdir(dir)) {
     if (!name.startsWith(LOCK_PREFIX) || name === lockName(rank)) continue;
@@ -173,6 +169,14 @@ async function takeLock(dir: string, command: string, rank: number, worldSize: n
       throw new LoomError(`--out ${dir} is being written by ${describe(other)}; wait for it to finish (a run with ${worldSize} rank(s) cannot join it)`);
     }
   }
+  return lockFile(join(dir, lockName(rank)), dir, command, rank, worldSize);
+}
+
+/** Creates the lock file `path` for this process (O_EXCL), taking over a stale one. */
+async function lockFile(path: string, dir: string, command: string, rank: number, worldSize: number): Promise<string> {
+  const record: LockRecord = {
+    format: 'loom-lock', command, pid: process.pid, pid_start: processStartTime(process.pid), host: hostname(), rank, world_size: worldSize, started: new Date().toISOString(),
+  };
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const handle = await open(path, 'wx');
@@ -200,4 +204,21 @@ async function takeLock(dir: string, command: string, rank: number, worldSize: n
     await rm(path, { force: true });
   }
   throw new LoomError(`--out ${dir}: cannot take the lock ${path} (another run keeps taking it)`);
+}
+
+/**
+ * For commands whose --out is a prefix of files (`loom select` writes PREFIX.npy and PREFIX.json):
+ * refuses when one of them exists and `isOurs` does not recognise it, and locks PREFIX for this
+ * process (PREFIX.loom-lock.json) so two runs never write the same files at once.
+ */
+export async function withOutputFiles<T>(prefix: string, command: string, isOurs: () => Promise<string | null>, job: () => Promise<T>): Promise<T> {
+  await mkdir(dirname(prefix), { recursive: true });
+  const lockPath = await lockFile(`${prefix}.loom-lock.json`, prefix, command, 0, 1);
+  try {
+    const foreign = await isOurs();
+    if (foreign !== null) throw new LoomError(`--out ${prefix}: ${foreign}; 'loom ${command}' will not overwrite it: choose another --out or delete it`);
+    return await job();
+  } finally {
+    await rm(lockPath, { force: true });
+  }
 }

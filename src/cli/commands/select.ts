@@ -8,6 +8,9 @@ import { truthReport, type TruthReport } from '../../select/truth.js';
 import { readUidNpy } from '../../select/uidNpy.js';
 import { listShards } from '../../shards/reader.js';
 import { writeJsonAtomic } from '../../util/atomic.js';
+import { withOutputFiles } from '../../util/outputDir.js';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 
 interface SelectCliOptions {
   scores: string;
@@ -53,25 +56,40 @@ export function registerSelect(program: Command): void {
     .action(async (opts: SelectCliOptions) => {
       const runSize = integerOption(opts.runSize, '--run-size', 1);
       const sketchK = integerOption(opts.sketchK, '--sketch-k', 8);
-      const progress = startProgress('select', undefined, { unit: 'rows', silent: false });
-      let summary: SelectSummary;
-      try {
-        summary = await runSelect({
-          scoresDir: opts.scores, rule: opts.rule, out: opts.out, runSize, sketchK: sketchK + (sketchK % 2),
-          onProgress: (done, total) => progress.update(done, total),
-          onWarning: (m) => process.stderr.write(`loom: warning: ${m}\n`),
-        });
-      } finally {
-        progress.stop();
-      }
-      let result: SelectSummary & { truth?: TruthReport } = summary;
-      if (opts.truth !== undefined) {
-        const truth = await truthReport(await listShards(opts.truth), await readUidNpy(summary.output.npy));
-        result = { ...summary, truth };
-        await writeJsonAtomic(summary.output.json, result);
-      }
-      printSummary(opts, result, () => humanSummary(result));
+      await withOutputFiles(opts.out, 'select', () => foreignSelection(opts.out), async () => {
+        const progress = startProgress('select', undefined, { unit: 'rows', silent: false });
+        let summary: SelectSummary;
+        try {
+          summary = await runSelect({
+            scoresDir: opts.scores, rule: opts.rule, out: opts.out, runSize, sketchK: sketchK + (sketchK % 2),
+            onProgress: (done, total) => progress.update(done, total),
+            onWarning: (m) => process.stderr.write(`loom: warning: ${m}\n`),
+          });
+        } finally {
+          progress.stop();
+        }
+        let result: SelectSummary & { truth?: TruthReport } = summary;
+        if (opts.truth !== undefined) {
+          const truth = await truthReport(await listShards(opts.truth), await readUidNpy(summary.output.npy));
+          result = { ...summary, truth };
+          await writeJsonAtomic(summary.output.json, result);
+        }
+        printSummary(opts, result, () => humanSummary(result));
+      });
     });
+}
+
+/** Why PREFIX.npy / PREFIX.json are not an earlier selection's (so not ours to replace), or null. */
+async function foreignSelection(prefix: string): Promise<string | null> {
+  const json = await readFile(`${prefix}.json`, 'utf8').catch(() => null);
+  const npyExists = existsSync(`${prefix}.npy`);
+  if (json === null) return npyExists ? `${prefix}.npy exists without the ${prefix}.json of a selection` : null;
+  try {
+    if ((JSON.parse(json) as { format?: unknown }).format === 'loom-selection') return null;
+  } catch {
+    // not JSON at all: someone else's file
+  }
+  return `${prefix}.json exists and is not a Loom selection summary`;
 }
 
 function truthTable(t: TruthReport): string[] {

@@ -155,4 +155,25 @@ describe('owned output folders', () => {
     const again = await runPack({ config, shards, out, window: 20 });
     assert.deepEqual(again.packed_windows, []);
   });
+
+  it('select: refuses to replace files that are not an earlier selection, and a prefix another run holds', async () => {
+    const root = await fresh();
+    const prefix = join(root, 'sel');
+    await writeFile(`${prefix}.json`, '{"mine": true}');
+    const select = (out: string) => spawnSync(process.execPath, [loom, 'select', '--scores', join(root, 'none'), '--rule', 'a.b >= 1', '--out', out], { encoding: 'utf8' });
+    const refused = select(prefix);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /sel\.json exists and is not a Loom selection summary/);
+    assert.equal(await readFile(`${prefix}.json`, 'utf8'), '{"mine": true}');
+    const other = join(root, 'other');
+    await writeFile(`${other}.npy`, 'x');
+    assert.match(select(other).stderr, /other\.npy exists without the .*other\.json of a selection/);
+    // A live run's lock on the prefix (this test process) refuses a second run before it reads anything.
+    const held = join(root, 'held');
+    const { hostname } = await import('node:os');
+    const { processStartTime } = await import('../../../src/util/outputDir.js');
+    const lock: LockRecord = { format: 'loom-lock', command: 'select', pid: process.pid, pid_start: processStartTime(process.pid), host: hostname(), rank: 0, world_size: 1, started: 'now' };
+    await writeFile(`${held}.loom-lock.json`, JSON.stringify(lock));
+    assert.match(select(held).stderr, new RegExp(`being written by 'loom select' process ${process.pid}`));
+  });
 });
