@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm, mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { LoomError } from '../cli/errors.js';
 import type { RunConfig } from '../config/schema.js';
 import { readShards, listShards } from '../shards/reader.js';
@@ -13,7 +13,9 @@ import { TextTokenizer } from '../tokenize/tokenizer.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { packedSpecFor } from './packedShard.js';
 import { PretrainDocuments } from './sample.js';
-import { readSftJson, SftDocuments, sftUid, type SftRecord } from './sft.js';
+import { MAX_IMAGE_PIXELS } from '../images/image.js';
+import { readSftJson, SftDocuments, sftUid, type SftBadRecord, type SftRecord } from './sft.js';
+import { DEFAULT_MAX_IMAGE_BYTES } from './sftImages.js';
 import { indexTarMembers, type MemberSpan } from './tarIndex.js';
 import {
   emptyWindowSamples,
@@ -34,6 +36,10 @@ export interface RunPackOptions {
   config: RunConfig;
   /** Stage sft: the LLaVA conversation JSON; default config.data.shards when it names a .json file. */
   sftJson?: string;
+  /** Stage sft: the folder every image path must lie under; default the JSON's folder. */
+  imageRoot?: string;
+  /** Stage sft: image files larger than this are bad records (image_too_big); default 64 MiB. */
+  maxImageBytes?: number;
   /** Input shard spec(s); default config.data.shards. */
   shards?: string | string[];
   out: string;
@@ -89,6 +95,9 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
   if (config.stage !== 'pretrain' && config.stage !== 'sft') throw new LoomError(`loom pack packs stage pretrain or sft; config stage is '${config.stage}'`);
   const isSft = config.stage === 'sft';
   let shardPaths: string[];
+  let sftImages = { imageRoot: '', maxImageBytes: DEFAULT_MAX_IMAGE_BYTES };
+  if (!isSft && o.imageRoot !== undefined) throw new LoomError(`--image-root needs a stage sft config; config stage is '${config.stage}'`);
+  if (!isSft && o.maxImageBytes !== undefined) throw new LoomError(`--max-image-bytes needs a stage sft config; config stage is '${config.stage}'`);
   if (isSft) {
     if (o.shards !== undefined) throw new LoomError('stage sft packs a LLaVA conversation JSON: pass --sft-json, not --shards');
     const fromConfig = typeof config.data.shards === 'string' && config.data.shards.endsWith('.json') ? config.data.shards : undefined;
@@ -96,6 +105,9 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
     if (json === undefined) throw new LoomError('stage sft packs a LLaVA conversation JSON: pass --sft-json PATH or set data.shards to a .json file');
     if (!existsSync(json)) throw new LoomError(`--sft-json ${json}: no such file`);
     shardPaths = [resolve(json)];
+    const maxImageBytes = o.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
+    if (!Number.isSafeInteger(maxImageBytes) || maxImageBytes < 1) throw new LoomError(`--max-image-bytes must be a positive integer, got ${maxImageBytes}`);
+    sftImages = { imageRoot: resolve(o.imageRoot ?? dirname(shardPaths[0]!)), maxImageBytes };
   } else {
     if (o.sftJson !== undefined) throw new LoomError(`--sft-json needs a stage sft config; config stage is '${config.stage}'`);
     const spec = o.shards ?? config.data.shards;
@@ -126,14 +138,21 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
     data: { ...config.data, shards: null },
   };
   // An edited conversation JSON must not resume into windows packed from the old one.
-  const sftSha = isSft ? { sft_json_sha256: createHash('sha256').update(await readFile(shardPaths[0]!)).digest('hex') } : {};
+  // The image root and size cap decide which records are packed, so they are part of the plan too.
+  const sftSha = isSft
+    ? {
+        sft_json_sha256: createHash('sha256').update(await readFile(shardPaths[0]!)).digest('hex'),
+        image_root: sftImages.imageRoot,
+        max_image_bytes: sftImages.maxImageBytes,
+      }
+    : {};
   await checkPlan(out, { format: 'loom-pack-plan', version: 1, shards: shardPaths, ...sftSha, window: W, algorithm, sequences_per_shard: o.sequencesPerShard ?? 1000, packing: decides });
   await writeJsonAtomic(join(out, 'config.json'), config);
 
   let sftEntries: Awaited<ReturnType<typeof readSftJson>> = [];
   if (isSft) {
     try {
-      sftEntries = await readSftJson(shardPaths[0]!);
+      sftEntries = await readSftJson(shardPaths[0]!, sftImages);
     } catch (err) {
       throw new LoomError((err as Error).message);
     }
@@ -151,7 +170,8 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
   let samples = emptyWindowSamples();
   let bad: Record<string, number> = {};
   let sftRecords: SftRecord[] = [];
-  let sftBad: Array<{ id: string; index: number; reason: string }> = [];
+  let sftIndexes: number[] = [];
+  let sftBad: SftBadRecord[] = [];
   let good = 0;
   let indexed = null as { shard: number; members: Map<string, MemberSpan> } | null;
   const shardNumber = new Map(shardPaths.map((p, i) => [p, i]));
@@ -177,7 +197,9 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
           shardPaths,
           config,
           ...(documents ? { documents } : {}),
-          ...(sftDocuments ? { sft: { records: sftRecords, documents: sftDocuments }, badRecords: sftBad } : {}),
+          ...(sftDocuments
+            ? { sft: { records: sftRecords, indexes: sftIndexes, documents: sftDocuments, maxImageBytes: sftImages.maxImageBytes }, badRecords: sftBad }
+            : {}),
           spec: packedSpec,
           algorithm,
           outDir: out,
@@ -191,6 +213,7 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
     samples = emptyWindowSamples();
     bad = {};
     sftRecords = [];
+    sftIndexes = [];
     sftBad = [];
   };
 
@@ -205,6 +228,7 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
       }
       pushSample(samples, 0, { offset: 0, size: 0 }, sftUid(entry.record.id), '');
       sftRecords.push(entry.record);
+      sftIndexes.push(i);
     }
   } else {
     for await (const item of readShards(shardPaths)) {
@@ -213,8 +237,14 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
         bad[item.bad.reason] = (bad[item.bad.reason] ?? 0) + 1;
         continue;
       }
-      if (good > 0 && good % W === 0) await finishWindow();
       const s = item.sample;
+      // The pixel limit from the header, as for SFT images, so that pass 2 never meets an image
+      // pass 1 could have refused (the shard reader may check it too; the reason is the same).
+      if (s.imageInfo && s.imageInfo.width * s.imageInfo.height > MAX_IMAGE_PIXELS) {
+        bad['image_too_large'] = (bad['image_too_large'] ?? 0) + 1;
+        continue;
+      }
+      if (good > 0 && good % W === 0) await finishWindow();
       const shard = shardNumber.get(s.shard)!;
       if (indexed?.shard !== shard) indexed = { shard, members: await indexTarMembers(s.shard) };
       const span = imageSpan(indexed.members, s.key, s.image.data.length);
