@@ -304,9 +304,18 @@ async function readDoneReports(out: string, windows: number): Promise<WindowRepo
   for (let w = 0; w < windows; w++) {
     const path = join(out, windowDoneName(w));
     if (!existsSync(path)) return null;
-    reports.push(JSON.parse(await readFile(path, 'utf8')) as WindowReport);
+    reports.push((await readJsonOrRefuse(path, `delete it to pack window ${w} again`)) as WindowReport);
   }
   return reports;
+}
+
+/** A file of the output folder; one that does not parse (edited by hand, a foreign file) is the user's to fix. */
+async function readJsonOrRefuse(path: string, fix: string): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new LoomError(`${path}: cannot read (${(err as Error).message}); ${fix}`);
+  }
 }
 
 /** Refuses to resume into a directory packed with other inputs or settings. */
@@ -314,7 +323,7 @@ async function checkPlan(out: string, plan: Record<string, unknown>): Promise<vo
   const path = join(out, PACK_PLAN_FILE);
   const text = JSON.stringify(plan);
   if (existsSync(path)) {
-    const previous = JSON.stringify(JSON.parse(await readFile(path, 'utf8')));
+    const previous = JSON.stringify(await readJsonOrRefuse(path, 'pack into a new --out (or delete it to start over)'));
     if (previous !== text) {
       throw new LoomError(
         `${path}: ${out} was packed with other shards, window, algorithm, config or tokenizer; pack into a new --out (or delete it to start over)`,

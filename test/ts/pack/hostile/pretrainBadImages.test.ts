@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -149,4 +149,27 @@ test('pack (property): random mixes of good and bad images: every good uid packe
     }),
     { numRuns: 12, seed: 42 },
   );
+});
+
+test('loom pack (CLI): an unreadable pack-plan.json or window report, or an --out the OS refuses, is a clear error naming the file, not an internal one', async () => {
+  const dir = join(root, 'corrupt-out');
+  const shard = await writeShard(dir, ['good', 'good', 'good']);
+  const out = join(dir, 'out');
+  const args = [join(repoRoot(), 'bin', 'loom.js'), 'pack', '--preset', 'tiny', '--shards', shard, '--out', out, '--window', '2', '--quiet'];
+  await exec(process.execPath, args);
+  const failing = async () => {
+    const err = (await exec(process.execPath, args).then(() => assert.fail('expected a failure'), (e: { code: number; stderr: string }) => e)) as { code: number; stderr: string };
+    assert.equal(err.code, 1);
+    assert.doesNotMatch(err.stderr, /internal error|\n\s+at /);
+    return err.stderr;
+  };
+  await writeFile(join(out, 'w000001.done.json'), '{"window": 1, "cut');
+  assert.match(await failing(), /^loom: error: .*w000001\.done\.json: cannot read .*delete it to pack window 1 again/);
+  await writeFile(join(out, 'pack-plan.json'), 'not json');
+  assert.match(await failing(), /^loom: error: .*pack-plan\.json: cannot read .*pack into a new --out/);
+  // The OS refusing the output folder (here: --out is a file) is one error line too.
+  const outIsFile = args.map((a) => (a === out ? shard : a));
+  const err = (await exec(process.execPath, outIsFile).then(() => assert.fail('expected a failure'), (e: { code: number; stderr: string }) => e)) as { code: number; stderr: string };
+  assert.match(err.stderr, /^loom: error: E[A-Z]+: .*00000000\.tar/);
+  assert.doesNotMatch(err.stderr, /internal error|\n\s+at /);
 });
