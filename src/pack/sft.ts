@@ -26,7 +26,7 @@ import type { RunConfig } from '../config/schema.js';
 import { imageTokensPerImage } from '../config/schema.js';
 import type { TextTokenizer } from '../tokenize/tokenizer.js';
 import { emptyCounts, escapeCaption, type DocumentCounts, type DocumentTokens } from './sample.js';
-import { checkSftImage, confineImagePath, DEFAULT_MAX_IMAGE_BYTES } from './sftImages.js';
+import { checkSftImage, clipDetail, confineImagePath, DEFAULT_MAX_IMAGE_BYTES } from './sftImages.js';
 
 /** The system prompt of every SFT document (the recipe's Qwen ChatML default). */
 export const SFT_SYSTEM_PROMPT = 'You are a helpful assistant.';
@@ -70,7 +70,7 @@ export function parseSftRecord(raw: unknown, index: number, imageRoot: string): 
   if (r.image !== undefined && r.image !== null) {
     if (typeof r.image !== 'string' || r.image.length === 0) return bad(id, 'image_not_a_string');
     const confined = confineImagePath(imageRoot, r.image);
-    if (!confined.ok) return bad(id, confined.reason, confined.detail);
+    if (!confined.ok) return bad(id, confined.reason, clipDetail(confined.detail));
     image = confined.path;
   }
   if (!Array.isArray(r.conversations) || r.conversations.length === 0) return bad(id, 'no_conversations');
@@ -122,7 +122,7 @@ export async function readSftJson(path: string, options: SftReadOptions = {}): P
       const checked = await checkSftImage(realRoot, entry.record.image, maxBytes);
       entries[i] = checked.ok
         ? { ok: true, record: { ...entry.record, image: checked.path } }
-        : { ok: false, bad: { id: entry.record.id, index: i, reason: checked.reason, detail: checked.detail } };
+        : { ok: false, bad: { id: entry.record.id, index: i, reason: checked.reason, detail: clipDetail(checked.detail) } };
     }
   };
   await Promise.all(Array.from({ length: IMAGE_CHECK_CONCURRENCY }, checkNext));

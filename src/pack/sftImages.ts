@@ -44,6 +44,12 @@ function isInside(root: string, path: string): boolean {
 const describeKind = (s: { isDirectory(): boolean; isFIFO(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isSocket(): boolean }): string =>
   s.isDirectory() ? 'a directory' : s.isFIFO() ? 'a FIFO' : s.isCharacterDevice() ? 'a character device' : s.isBlockDevice() ? 'a block device' : s.isSocket() ? 'a socket' : 'not a regular file';
 
+/** Details quote paths from the JSON, which can be any length; reports keep up to 1000 of them. */
+const MAX_DETAIL_CHARS = 400;
+export function clipDetail(detail: string): string {
+  return detail.length <= MAX_DETAIL_CHARS ? detail : `${detail.slice(0, MAX_DETAIL_CHARS - 20)}... (${detail.length} chars)`;
+}
+
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 const errorCode = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | null)?.code;
 

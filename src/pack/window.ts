@@ -9,7 +9,7 @@ import { PackedShardWriter, type PackedDoc, type PackedShardSpec } from './packe
 import { prepareImageOrSkip } from './documentImage.js';
 import { addCounts, emptyCounts, type DocumentCounts, type DocumentTokens, type PretrainDocuments } from './sample.js';
 import type { SftBadRecord, SftDocuments, SftRecord } from './sft.js';
-import { readSftImage } from './sftImages.js';
+import { clipDetail, readSftImage } from './sftImages.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { Rng } from '../util/rng.js';
 
@@ -177,7 +177,7 @@ export async function packWindow(o: PackWindowOptions): Promise<WindowReport> {
     const skip = async (i: number, failure: { reason: string; detail: string }) => {
       badReasons[failure.reason] = (badReasons[failure.reason] ?? 0) + 1;
       lateBad++;
-      if (sft) lateBadRecords.push({ id: sft.records[i]!.id, index: sft.indexes[i]!, reason: failure.reason, detail: failure.detail });
+      if (sft) lateBadRecords.push({ id: sft.records[i]!.id, index: sft.indexes[i]!, reason: failure.reason, detail: clipDetail(failure.detail) });
       subtractCounts(counts, (await buildDocs([i])).counts);
       o.onDocuments?.(1);
     };

@@ -47,7 +47,7 @@ const HELP = [
     'packs only its windows. A window with a done file is never redone; a window directory without one (a ' +
     'killed run) is deleted and packed again. Rerun the same command after a kill to finish.',
   'SFT (--stage sft, or a stage sft --config): packs a LLaVA conversation JSON (--sft-json PATH, default ' +
-    'data.shards when it names a .json file; image paths relative to the JSON\'s folder) with the same packers into ' +
+    'data.shards when it names a .json file) with the same packers into ' +
     'the same format with stage \'sft\' in the header. Each conversation is rendered with the ChatML template and ' +
     'system prompt "You are a helpful assistant."; its image (the <image> placeholder of the first human turn) ' +
     'expands to image_grid^2 tokens; the loss mask is 1 exactly on assistant answers and their <|im_end|>. ' +

@@ -132,7 +132,7 @@ test('pack sft: hostile image paths and files are bad records with their reasons
   assert.match(linkOut.detail!, /symlink.*outside the image root/);
 });
 
-test('readSftJson: /dev/zero under an image root of /dev is not a file and is never opened', { timeout: 30_000 }, async () => {
+test('readSftJson: /dev/zero under an image root of /dev is not a file and is never opened; a missing root is fatal; details are bounded', { timeout: 30_000 }, async () => {
   const path = join(root, 'dev.json');
   await writeFile(path, JSON.stringify([{ id: 'z', image: 'zero', conversations: [{ from: 'human', value: 'q' }, { from: 'gpt', value: 'a' }] }]));
   const [entry] = await readSftJson(path, { imageRoot: '/dev' });
@@ -140,6 +140,10 @@ test('readSftJson: /dev/zero under an image root of /dev is not a file and is ne
   assert.equal(entry.bad.reason, 'image_not_a_file');
   assert.match(entry.bad.detail!, /character device/);
   await assert.rejects(readSftJson(path, { imageRoot: join(root, 'no-such-root') }), /image root .*no-such-root: no such directory/);
+  // A path of any length gives a bounded detail (reports keep up to 1000 bad records).
+  await writeFile(path, JSON.stringify([{ id: 'long', image: `${'x'.repeat(20_000)}.jpg`, conversations: [{ from: 'human', value: 'q' }, { from: 'gpt', value: 'a' }] }]));
+  const [long] = await readSftJson(path);
+  assert.ok(long && !long.ok && long.bad.reason === 'image_unreadable' && long.bad.detail!.length <= 400, JSON.stringify(long).slice(0, 200));
 });
 
 test('loom pack --stage sft: --image-root confines and resolves paths, --max-image-bytes caps files; both are in the plan', async () => {
