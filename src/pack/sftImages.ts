@@ -11,8 +11,8 @@ import { imageHeaderVerdict, type ImageBadReason } from './documentImage.js';
 
 /** Default --max-image-bytes: far above any real photo (a 24 MP JPEG is ~10 MB), far below RAM. */
 export const DEFAULT_MAX_IMAGE_BYTES = 64 * 1024 * 1024;
-/** Enough for the header of nearly every JPEG (EXIF and ICC segments come first); else the whole file is read. */
-const HEADER_PREFIX_BYTES = 256 * 1024;
+/** Enough for the header of nearly every image (a JPEG's EXIF segment is at most 64 KiB; ICC profiles can push the frame header further, and then the whole file is read). */
+const HEADER_PREFIX_BYTES = 64 * 1024;
 
 export type SftImageReason =
   | 'image_outside_root'
@@ -57,7 +57,7 @@ const errorCode = (err: unknown): string | undefined => (err as NodeJS.ErrnoExce
  * Pass 1: the file behind an already confined path (confineImagePath) exists, is still under the
  * real image root once symlinks are resolved, is a regular file within the size cap, and its
  * header is a JPEG, PNG or WebP within the pixel limit. Reads only the header (the whole file
- * only when the header is not in its first 256 KiB). Returns the real path pass 2 reads.
+ * only when the header is not in its first 64 KiB). Returns the real path pass 2 reads.
  */
 export async function checkSftImage(realRoot: string, path: string, maxBytes: number): Promise<SftImageCheck> {
   let real: string;

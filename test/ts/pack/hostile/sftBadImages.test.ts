@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdir, mkdtemp, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, realpath, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -144,6 +144,17 @@ test('readSftJson: /dev/zero under an image root of /dev is not a file and is ne
   await writeFile(path, JSON.stringify([{ id: 'long', image: `${'x'.repeat(20_000)}.jpg`, conversations: [{ from: 'human', value: 'q' }, { from: 'gpt', value: 'a' }] }]));
   const [long] = await readSftJson(path);
   assert.ok(long && !long.ok && long.bad.reason === 'image_unreadable' && long.bad.detail!.length <= 400, JSON.stringify(long).slice(0, 200));
+});
+
+test('readSftJson: a JPEG whose frame header lies past the first 64 KiB (large APP segments) is read whole and accepted', async () => {
+  const good = (await makeImageKit()).good[0]!;
+  const app = (fill: number) => Buffer.concat([Buffer.from([0xff, 0xe2, 0xea, 0x60]), Buffer.alloc(60_000 - 2, fill)]); // APP2, length 60,000
+  await writeFile(join(data, 'images', 'late_header.jpg'), Buffer.concat([good.subarray(0, 2), app(1), app(2), good.subarray(2)]));
+  const path = join(data, 'late.json');
+  await writeFile(path, JSON.stringify([{ id: 'late', image: 'images/late_header.jpg', conversations: [{ from: 'human', value: 'q' }, { from: 'gpt', value: 'a' }] }]));
+  const [entry] = await readSftJson(path);
+  assert.ok(entry && entry.ok, JSON.stringify(entry));
+  assert.equal(entry.record.image, join(await realpath(data), 'images', 'late_header.jpg'));
 });
 
 test('loom pack --stage sft: --image-root confines and resolves paths, --max-image-bytes caps files; both are in the plan', async () => {
