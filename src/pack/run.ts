@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { LoomError } from '../cli/errors.js';
 import type { RunConfig } from '../config/schema.js';
 import { readShards, listShards } from '../shards/reader.js';
@@ -14,7 +14,9 @@ import { writeJsonAtomic } from '../util/atomic.js';
 import { packedSpecFor, type PackedShardSpec } from './packedShard.js';
 import { withOutputDir } from '../util/outputDir.js';
 import { PretrainDocuments } from './sample.js';
-import { readSftJson, SftDocuments, sftUid, type SftRecord } from './sft.js';
+import { MAX_IMAGE_PIXELS } from '../images/image.js';
+import { readSftJson, SftDocuments, sftUid, type SftBadRecord, type SftRecord } from './sft.js';
+import { DEFAULT_MAX_IMAGE_BYTES } from './sftImages.js';
 import { indexTarMembers, type MemberSpan } from './tarIndex.js';
 import {
   emptyWindowSamples,
@@ -35,6 +37,10 @@ export interface RunPackOptions {
   config: RunConfig;
   /** Stage sft: the LLaVA conversation JSON; default config.data.shards when it names a .json file. */
   sftJson?: string;
+  /** Stage sft: the folder every image path must lie under; default the JSON's folder. */
+  imageRoot?: string;
+  /** Stage sft: image files larger than this are bad records (image_too_big); default 64 MiB. */
+  maxImageBytes?: number;
   /** Input shard spec(s); default config.data.shards. */
   shards?: string | string[];
   out: string;
@@ -90,6 +96,9 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
   if (config.stage !== 'pretrain' && config.stage !== 'sft') throw new LoomError(`loom pack packs stage pretrain or sft; config stage is '${config.stage}'`);
   const isSft = config.stage === 'sft';
   let shardPaths: string[];
+  let sftImages = { imageRoot: '', maxImageBytes: DEFAULT_MAX_IMAGE_BYTES };
+  if (!isSft && o.imageRoot !== undefined) throw new LoomError(`--image-root needs a stage sft config; config stage is '${config.stage}'`);
+  if (!isSft && o.maxImageBytes !== undefined) throw new LoomError(`--max-image-bytes needs a stage sft config; config stage is '${config.stage}'`);
   if (isSft) {
     if (o.shards !== undefined) throw new LoomError('stage sft packs a LLaVA conversation JSON: pass --sft-json, not --shards');
     const fromConfig = typeof config.data.shards === 'string' && config.data.shards.endsWith('.json') ? config.data.shards : undefined;
@@ -97,6 +106,9 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
     if (json === undefined) throw new LoomError('stage sft packs a LLaVA conversation JSON: pass --sft-json PATH or set data.shards to a .json file');
     if (!existsSync(json)) throw new LoomError(`--sft-json ${json}: no such file`);
     shardPaths = [resolve(json)];
+    const maxImageBytes = o.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
+    if (!Number.isSafeInteger(maxImageBytes) || maxImageBytes < 1) throw new LoomError(`--max-image-bytes must be a positive integer, got ${maxImageBytes}`);
+    sftImages = { imageRoot: resolve(o.imageRoot ?? dirname(shardPaths[0]!)), maxImageBytes };
   } else {
     if (o.sftJson !== undefined) throw new LoomError(`--sft-json needs a stage sft config; config stage is '${config.stage}'`);
     const spec = o.shards ?? config.data.shards;
@@ -118,16 +130,16 @@ export async function runPack(o: RunPackOptions): Promise<RunPackResult> {
   // Ranks of one launch each lock the folder on their own: their windows never overlap.
   const adopt = (names: string[]) => names.includes(PACK_PLAN_FILE);
   return withOutputDir(out, { command: 'pack', adopt, rank, worldSize }, () =>
-    packInto({ ...o, window: W, algorithm, rank, worldSize }, { isSft, shardPaths, tokenizer, documents, sftDocuments, packedSpec }),
+    packInto({ ...o, window: W, algorithm, rank, worldSize }, { isSft, shardPaths, sftImages, tokenizer, documents, sftDocuments, packedSpec }),
   );
 }
 
 async function packInto(
   o: RunPackOptions & { window: number; algorithm: PackAlgorithm; rank: number; worldSize: number },
-  p: { isSft: boolean; shardPaths: string[]; tokenizer: TextTokenizer; documents?: PretrainDocuments | undefined; sftDocuments?: SftDocuments | undefined; packedSpec: PackedShardSpec },
+  p: { isSft: boolean; shardPaths: string[]; sftImages: { imageRoot: string; maxImageBytes: number }; tokenizer: TextTokenizer; documents?: PretrainDocuments | undefined; sftDocuments?: SftDocuments | undefined; packedSpec: PackedShardSpec },
 ): Promise<RunPackResult> {
   const { config, out, window: W, algorithm, rank, worldSize } = o;
-  const { isSft, shardPaths, tokenizer, documents, sftDocuments, packedSpec } = p;
+  const { isSft, shardPaths, sftImages, tokenizer, documents, sftDocuments, packedSpec } = p;
   // Only what decides the packed bytes: another run name or training setting may resume.
   const decides = {
     stage: config.stage,
@@ -138,14 +150,21 @@ async function packInto(
     data: { ...config.data, shards: null },
   };
   // An edited conversation JSON must not resume into windows packed from the old one.
-  const sftSha = isSft ? { sft_json_sha256: createHash('sha256').update(await readFile(shardPaths[0]!)).digest('hex') } : {};
+  // The image root and size cap decide which records are packed, so they are part of the plan too.
+  const sftSha = isSft
+    ? {
+        sft_json_sha256: createHash('sha256').update(await readFile(shardPaths[0]!)).digest('hex'),
+        image_root: sftImages.imageRoot,
+        max_image_bytes: sftImages.maxImageBytes,
+      }
+    : {};
   await checkPlan(out, { format: 'loom-pack-plan', version: 1, shards: shardPaths, ...sftSha, window: W, algorithm, sequences_per_shard: o.sequencesPerShard ?? 1000, packing: decides });
   await writeJsonAtomic(join(out, 'config.json'), config);
 
   let sftEntries: Awaited<ReturnType<typeof readSftJson>> = [];
   if (isSft) {
     try {
-      sftEntries = await readSftJson(shardPaths[0]!);
+      sftEntries = await readSftJson(shardPaths[0]!, sftImages);
     } catch (err) {
       throw new LoomError((err as Error).message);
     }
@@ -163,7 +182,8 @@ async function packInto(
   let samples = emptyWindowSamples();
   let bad: Record<string, number> = {};
   let sftRecords: SftRecord[] = [];
-  let sftBad: Array<{ id: string; index: number; reason: string }> = [];
+  let sftIndexes: number[] = [];
+  let sftBad: SftBadRecord[] = [];
   let good = 0;
   let indexed = null as { shard: number; members: Map<string, MemberSpan> } | null;
   const shardNumber = new Map(shardPaths.map((p, i) => [p, i]));
@@ -189,7 +209,9 @@ async function packInto(
           shardPaths,
           config,
           ...(documents ? { documents } : {}),
-          ...(sftDocuments ? { sft: { records: sftRecords, documents: sftDocuments }, badRecords: sftBad } : {}),
+          ...(sftDocuments
+            ? { sft: { records: sftRecords, indexes: sftIndexes, documents: sftDocuments, maxImageBytes: sftImages.maxImageBytes }, badRecords: sftBad }
+            : {}),
           spec: packedSpec,
           algorithm,
           outDir: out,
@@ -203,6 +225,7 @@ async function packInto(
     samples = emptyWindowSamples();
     bad = {};
     sftRecords = [];
+    sftIndexes = [];
     sftBad = [];
   };
 
@@ -217,6 +240,7 @@ async function packInto(
       }
       pushSample(samples, 0, { offset: 0, size: 0 }, sftUid(entry.record.id), '');
       sftRecords.push(entry.record);
+      sftIndexes.push(i);
     }
   } else {
     for await (const item of readShards(shardPaths)) {
@@ -225,8 +249,14 @@ async function packInto(
         bad[item.bad.reason] = (bad[item.bad.reason] ?? 0) + 1;
         continue;
       }
-      if (good > 0 && good % W === 0) await finishWindow();
       const s = item.sample;
+      // The pixel limit from the header, as for SFT images, so that pass 2 never meets an image
+      // pass 1 could have refused (the shard reader may check it too; the reason is the same).
+      if (s.imageInfo && s.imageInfo.width * s.imageInfo.height > MAX_IMAGE_PIXELS) {
+        bad['image_too_large'] = (bad['image_too_large'] ?? 0) + 1;
+        continue;
+      }
+      if (good > 0 && good % W === 0) await finishWindow();
       const shard = shardNumber.get(s.shard)!;
       if (indexed?.shard !== shard) indexed = { shard, members: await indexTarMembers(s.shard) };
       const span = imageSpan(indexed.members, s.key, s.image.data.length);
@@ -286,9 +316,18 @@ async function readDoneReports(out: string, windows: number): Promise<WindowRepo
   for (let w = 0; w < windows; w++) {
     const path = join(out, windowDoneName(w));
     if (!existsSync(path)) return null;
-    reports.push(JSON.parse(await readFile(path, 'utf8')) as WindowReport);
+    reports.push((await readJsonOrRefuse(path, `delete it to pack window ${w} again`)) as WindowReport);
   }
   return reports;
+}
+
+/** A file of the output folder; one that does not parse (edited by hand, a foreign file) is the user's to fix. */
+async function readJsonOrRefuse(path: string, fix: string): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new LoomError(`${path}: cannot read (${(err as Error).message}); ${fix}`);
+  }
 }
 
 /** Refuses to resume into a directory packed with other inputs or settings. */
@@ -296,7 +335,7 @@ async function checkPlan(out: string, plan: Record<string, unknown>): Promise<vo
   const path = join(out, PACK_PLAN_FILE);
   const text = JSON.stringify(plan);
   if (existsSync(path)) {
-    const previous = JSON.stringify(JSON.parse(await readFile(path, 'utf8')));
+    const previous = JSON.stringify(await readJsonOrRefuse(path, 'pack into a new --out (or delete it to start over)'));
     if (previous !== text) {
       throw new LoomError(
         `${path}: ${out} was packed with other shards, window, algorithm, config or tokenizer; pack into a new --out (or delete it to start over)`,

@@ -20,13 +20,13 @@
 //   is 'drop', the conversation is dropped. A conversation whose assistant values are all empty
 //   after escaping is dropped as empty.
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { readFile, realpath, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { RunConfig } from '../config/schema.js';
 import { imageTokensPerImage } from '../config/schema.js';
 import type { TextTokenizer } from '../tokenize/tokenizer.js';
 import { emptyCounts, escapeCaption, type DocumentCounts, type DocumentTokens } from './sample.js';
+import { checkSftImage, clipDetail, confineImagePath, DEFAULT_MAX_IMAGE_BYTES } from './sftImages.js';
 
 /** The system prompt of every SFT document (the recipe's Qwen ChatML default). */
 export const SFT_SYSTEM_PROMPT = 'You are a helpful assistant.';
@@ -40,7 +40,7 @@ export interface SftTurn {
 /** One well-formed conversation: turns alternate user/assistant, starting with user, in pairs. */
 export interface SftRecord {
   id: string;
-  /** Absolute path of the image, or null for a text-only conversation. */
+  /** Absolute path of the image (after readSftJson: its real path under the image root), or null for a text-only conversation. */
   image: string | null;
   turns: SftTurn[];
 }
@@ -49,16 +49,19 @@ export interface SftBadRecord {
   id: string;
   index: number;
   reason: string;
+  /** What exactly is wrong (image reasons name the file); absent for the structural reasons. */
+  detail?: string;
 }
 
 export type SftEntry = { ok: true; record: SftRecord } | { ok: false; bad: SftBadRecord };
 
 /**
- * Validates one LLaVA record. Image paths are relative to `baseDir` (the JSON's folder). Reasons
- * are short snake_case words (they key the window's bad_reasons) and the detail names the field.
+ * Validates one LLaVA record without touching the disk. Image paths are relative to `imageRoot`
+ * and must stay under it (sftImages.ts confineImagePath; the file itself is checked by
+ * readSftJson). Reasons are short snake_case words (they key the window's bad_reasons).
  */
-export function parseSftRecord(raw: unknown, index: number, baseDir: string, checkImage = true): SftEntry {
-  const bad = (id: string, reason: string): SftEntry => ({ ok: false, bad: { id, index, reason } });
+export function parseSftRecord(raw: unknown, index: number, imageRoot: string): SftEntry {
+  const bad = (id: string, reason: string, detail?: string): SftEntry => ({ ok: false, bad: { id, index, reason, ...(detail !== undefined ? { detail } : {}) } });
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return bad(`#${index}`, 'not_an_object');
   const r = raw as Record<string, unknown>;
   const id = typeof r.id === 'string' && r.id.length > 0 ? r.id : typeof r.id === 'number' ? String(r.id) : null;
@@ -66,8 +69,9 @@ export function parseSftRecord(raw: unknown, index: number, baseDir: string, che
   let image: string | null = null;
   if (r.image !== undefined && r.image !== null) {
     if (typeof r.image !== 'string' || r.image.length === 0) return bad(id, 'image_not_a_string');
-    image = isAbsolute(r.image) ? r.image : resolve(baseDir, r.image);
-    if (checkImage && !existsSync(image)) return bad(id, 'image_missing');
+    const confined = confineImagePath(imageRoot, r.image);
+    if (!confined.ok) return bad(id, confined.reason, clipDetail(confined.detail));
+    image = confined.path;
   }
   if (!Array.isArray(r.conversations) || r.conversations.length === 0) return bad(id, 'no_conversations');
   if (r.conversations.length % 2 !== 0) return bad(id, 'unpaired_turn');
@@ -83,8 +87,21 @@ export function parseSftRecord(raw: unknown, index: number, baseDir: string, che
   return { ok: true, record: { id, image, turns } };
 }
 
-/** Every entry of a LLaVA conversation JSON in file order; only an unreadable file is fatal. */
-export async function readSftJson(path: string): Promise<SftEntry[]> {
+export interface SftReadOptions {
+  /** The folder image paths are relative to and confined to; default the JSON file's folder. */
+  imageRoot?: string;
+  /** Larger image files are bad records (image_too_big), never read; default DEFAULT_MAX_IMAGE_BYTES. */
+  maxImageBytes?: number;
+}
+
+/** Image files checked at once: stat, realpath and a header read each, mostly waiting on the disk. */
+const IMAGE_CHECK_CONCURRENCY = 16;
+
+/**
+ * Every entry of a LLaVA conversation JSON in file order, each image file checked (sftImages.ts)
+ * so that pass 2 packs only what pass 1 found good; only an unreadable file or image root is fatal.
+ */
+export async function readSftJson(path: string, options: SftReadOptions = {}): Promise<SftEntry[]> {
   let raw: unknown;
   try {
     raw = JSON.parse(await readFile(path, 'utf8'));
@@ -92,16 +109,40 @@ export async function readSftJson(path: string): Promise<SftEntry[]> {
     throw new Error(`${path}: cannot read LLaVA conversation JSON (${(err as Error).message})`);
   }
   if (!Array.isArray(raw)) throw new Error(`${path}: expected a JSON array of conversations, got ${typeof raw}`);
-  const baseDir = dirname(resolve(path));
+  const imageRoot = resolve(options.imageRoot ?? dirname(resolve(path)));
+  const realRoot = await realImageRoot(imageRoot);
+  const maxBytes = options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
+  const entries = raw.map((r, i) => parseSftRecord(r, i, imageRoot));
+  let next = 0;
+  const checkNext = async (): Promise<void> => {
+    while (next < entries.length) {
+      const i = next++;
+      const entry = entries[i]!;
+      if (!entry.ok || entry.record.image === null) continue;
+      const checked = await checkSftImage(realRoot, entry.record.image, maxBytes);
+      entries[i] = checked.ok
+        ? { ok: true, record: { ...entry.record, image: checked.path } }
+        : { ok: false, bad: { id: entry.record.id, index: i, reason: checked.reason, detail: clipDetail(checked.detail) } };
+    }
+  };
+  await Promise.all(Array.from({ length: IMAGE_CHECK_CONCURRENCY }, checkNext));
   const seen = new Set<string>();
-  return raw.map((r, i) => {
-    const entry = parseSftRecord(r, i, baseDir);
+  return entries.map((entry, i) => {
     if (!entry.ok) return entry;
     // The packed uid is derived from the id, so an id must name one conversation.
     if (seen.has(entry.record.id)) return { ok: false, bad: { id: entry.record.id, index: i, reason: 'duplicate_id' } };
     seen.add(entry.record.id);
     return entry;
   });
+}
+
+async function realImageRoot(root: string): Promise<string> {
+  try {
+    if (!(await stat(root)).isDirectory()) throw new Error('not a directory');
+    return await realpath(root);
+  } catch (err) {
+    throw new Error(`image root ${root}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : (err as Error).message}`);
+  }
 }
 
 /** The packed shard uid of a conversation: md5 of its id (32 lowercase hex, as the format requires). */

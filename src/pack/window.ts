@@ -1,13 +1,15 @@
 // Packs one window of samples (a unit of work of `loom pack`): lengths from the captions, bins
 // from the chosen packer, then each bin's images read back by offset, prepared, and written as
 // one packed sequence, bins in order. Writes DIR/w{window}/ and, last, DIR/w{window}.done.json.
-import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RunConfig } from '../config/schema.js';
 import { packBestFitDecreasing, packExactFill, packFirstFitDecreasingPerShard, type PackResult } from './algorithms/index.js';
 import { PackedShardWriter, type PackedDoc, type PackedShardSpec } from './packedShard.js';
-import { addCounts, emptyCounts, prepareDocumentImage, type DocumentCounts, type DocumentTokens, type PretrainDocuments } from './sample.js';
-import type { SftDocuments, SftRecord } from './sft.js';
+import { prepareImageOrSkip } from './documentImage.js';
+import { addCounts, emptyCounts, type DocumentCounts, type DocumentTokens, type PretrainDocuments } from './sample.js';
+import type { SftBadRecord, SftDocuments, SftRecord } from './sft.js';
+import { clipDetail, readSftImage } from './sftImages.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { Rng } from '../util/rng.js';
 
@@ -42,8 +44,8 @@ export interface WindowReport {
   samples_read: number;
   bad_samples: number;
   bad_reasons: Record<string, number>;
-  /** SFT only: the malformed records skipped (at most MAX_BAD_RECORDS per window). */
-  bad_records?: Array<{ id: string; index: number; reason: string }>;
+  /** SFT only: the malformed records skipped, in file order (at most MAX_BAD_RECORDS per window). */
+  bad_records?: SftBadRecord[];
   documents: DocumentCounts;
   algorithm: string;
   sequences: number;
@@ -63,13 +65,16 @@ export interface PackWindowOptions {
   firstSample: number;
   samples: WindowSamples;
   badReasons: Record<string, number>;
-  badRecords?: Array<{ id: string; index: number; reason: string }>;
+  badRecords?: SftBadRecord[];
   shardPaths: string[];
   config: RunConfig;
   /** Pre-training documents; for SFT windows pass `sft` instead. */
   documents?: PretrainDocuments;
-  /** An SFT window: its conversations, index-aligned with samples.uid (shard/offset/size/caption unused). */
-  sft?: { records: SftRecord[]; documents: SftDocuments };
+  /**
+   * An SFT window: its conversations and their entry numbers in the JSON, index-aligned with
+   * samples.uid (shard/offset/size/caption unused), and the image size cap pass 1 applied.
+   */
+  sft?: { records: SftRecord[]; indexes: number[]; documents: SftDocuments; maxImageBytes: number };
   spec: PackedShardSpec;
   algorithm: PackAlgorithm;
   outDir: string;
@@ -125,25 +130,41 @@ export async function packWindow(o: PackWindowOptions): Promise<WindowReport> {
   const handles = new Map<number, Promise<FileHandle>>();
   let minImages = Infinity;
   let maxImages = 0;
-  let next: Promise<{ bins: Int32Array[]; samples: number[]; docs: Array<DocumentTokens | null>; images: Buffer[][] }> | null = null;
+  // Samples whose image failed here (read, decode, resize, encode): skipped, not fatal.
+  const badReasons: Record<string, number> = { ...o.badReasons };
+  const lateBadRecords: SftBadRecord[] = [];
+  let lateBad = 0;
+  let next: Promise<{ bins: Int32Array[]; samples: number[]; docs: Array<DocumentTokens | null>; images: ImagesOutcome[] }> | null = null;
   try {
-    const readImage = async (i: number): Promise<Buffer> => {
+    const readImage = async (i: number): Promise<ImagesOutcome> => {
       const shard = o.samples.shard[i]!;
+      const path = o.shardPaths[shard]!;
       let opening = handles.get(shard);
       if (!opening) {
-        opening = open(o.shardPaths[shard]!, 'r');
+        opening = open(path, 'r');
         handles.set(shard, opening);
       }
-      const handle = await opening;
-      const bytes = Buffer.alloc(o.samples.size[i]!);
-      const { bytesRead } = await handle.read(bytes, 0, bytes.length, o.samples.offset[i]!);
-      if (bytesRead !== bytes.length) throw new Error(`${o.shardPaths[shard]}: image of uid ${o.samples.uid[i]} ends early (read ${bytesRead} of ${bytes.length} bytes)`);
-      return prepareDocumentImage(o.config, bytes);
+      // The shard was read whole in pass 1; failing now means it changed or vanished since.
+      let bytes: Buffer;
+      try {
+        const handle = await opening;
+        bytes = Buffer.alloc(o.samples.size[i]!);
+        const { bytesRead } = await handle.read(bytes, 0, bytes.length, o.samples.offset[i]!);
+        if (bytesRead !== bytes.length) return { ok: false, reason: 'unreadable_file', detail: `${path}: image of uid ${o.samples.uid[i]} ends early (read ${bytesRead} of ${bytes.length} bytes)` };
+      } catch (err) {
+        return { ok: false, reason: 'unreadable_file', detail: `${path}: ${err instanceof Error ? err.message : String(err)}` };
+      }
+      const prepared = await prepareImageOrSkip(o.config, bytes);
+      return prepared.ok ? { ok: true, images: [prepared.jpeg] } : { ...prepared, detail: `${path}: uid ${o.samples.uid[i]}: ${prepared.detail}` };
     };
-    const readImages = async (i: number): Promise<Buffer[]> => {
-      if (!sft) return [await readImage(i)];
+    const readImages = async (i: number): Promise<ImagesOutcome> => {
+      if (!sft) return readImage(i);
       const path = sft.records[i]!.image;
-      return path === null ? [] : [await prepareDocumentImage(o.config, await readFile(path))];
+      if (path === null) return { ok: true, images: [] };
+      const read = await readSftImage(path, sft.maxImageBytes);
+      if (!read.ok) return read;
+      const prepared = await prepareImageOrSkip(o.config, read.data);
+      return prepared.ok ? { ok: true, images: [prepared.jpeg] } : { ...prepared, detail: `${path}: ${prepared.detail}` };
     };
     const prepareChunk = async (fromBin: number) => {
       const chunkBins = bins.slice(fromBin, fromBin + BINS_PER_CHUNK);
@@ -151,6 +172,14 @@ export async function packWindow(o: PackWindowOptions): Promise<WindowReport> {
       const built = await buildDocs(samples);
       const images = await mapLimited(samples, IMAGE_CONCURRENCY, readImages);
       return { bins: chunkBins, samples, docs: built.docs, images };
+    };
+    /** A sample skipped here leaves the documents' counts (it was counted when measured) for bad_reasons. */
+    const skip = async (i: number, failure: { reason: string; detail: string }) => {
+      badReasons[failure.reason] = (badReasons[failure.reason] ?? 0) + 1;
+      lateBad++;
+      if (sft) lateBadRecords.push({ id: sft.records[i]!.id, index: sft.indexes[i]!, reason: failure.reason, detail: clipDetail(failure.detail) });
+      subtractCounts(counts, (await buildDocs([i])).counts);
+      o.onDocuments?.(1);
     };
     next = bins.length > 0 ? prepareChunk(0) : null;
     for (let b = 0; next; b += BINS_PER_CHUNK) {
@@ -166,8 +195,15 @@ export async function packWindow(o: PackWindowOptions): Promise<WindowReport> {
           if (!doc || doc.ids.length !== lengths[i]) {
             throw new Error(`uid ${o.samples.uid[i]}: document has ${doc?.ids.length ?? 0} tokens when built but ${lengths[i]} when measured`);
           }
-          docs.push({ uid: o.samples.uid[i]!, ids: doc.ids, loss: doc.loss, images: chunk.images[at]! });
+          const images = chunk.images[at]!;
+          if (!images.ok) {
+            await skip(i, images);
+            continue;
+          }
+          docs.push({ uid: o.samples.uid[i]!, ids: doc.ids, loss: doc.loss, images: images.images });
         }
+        // The bin's other documents still make a sequence; a bin left empty makes none.
+        if (docs.length === 0) continue;
         const images = docs.reduce((a, d) => a + d.images.length, 0);
         minImages = Math.min(minImages, images);
         maxImages = Math.max(maxImages, images);
@@ -189,10 +225,10 @@ export async function packWindow(o: PackWindowOptions): Promise<WindowReport> {
   const report: WindowReport = {
     window: o.window,
     first_sample: o.firstSample,
-    samples_read: n,
-    bad_samples: Object.values(o.badReasons).reduce((a, b) => a + b, 0),
-    bad_reasons: { ...o.badReasons },
-    ...(o.badRecords ? { bad_records: o.badRecords.slice(0, MAX_BAD_RECORDS) } : {}),
+    samples_read: n - lateBad,
+    bad_samples: Object.values(badReasons).reduce((a, b) => a + b, 0),
+    bad_reasons: badReasons,
+    ...(o.badRecords ? { bad_records: [...o.badRecords, ...lateBadRecords].sort((a, b) => a.index - b.index).slice(0, MAX_BAD_RECORDS) } : {}),
     documents: counts,
     algorithm: packed.algorithm,
     sequences: written.sequences,
@@ -212,6 +248,13 @@ export async function packWindow(o: PackWindowOptions): Promise<WindowReport> {
   };
   await writeJsonAtomic(join(o.outDir, windowDoneName(o.window)), report);
   return report;
+}
+
+/** A document's image(s) ready for the shard, or why the sample is skipped. */
+type ImagesOutcome = { ok: true; images: Buffer[] } | { ok: false; reason: string; detail: string };
+
+function subtractCounts(from: DocumentCounts, less: DocumentCounts): void {
+  for (const k of Object.keys(from) as Array<keyof DocumentCounts>) from[k] -= less[k];
 }
 
 /** fn over items with at most `limit` calls in flight; results in input order. */

@@ -5,6 +5,7 @@ import { LoomError, EXIT_USAGE } from '../errors.js';
 import { printSummary, table } from '../output.js';
 import { startProgress } from '../progress.js';
 import { DEFAULT_WINDOW, rankFromEnv, runPack, type PackSummary, type RunPackResult } from '../../pack/run.js';
+import { DEFAULT_MAX_IMAGE_BYTES } from '../../pack/sftImages.js';
 import { PACK_ALGORITHMS, type PackAlgorithm } from '../../pack/window.js';
 import { integerOption } from '../options.js';
 import { addRunConfigOptions, resolveRunConfigOptions, type RunConfigCliOptions } from '../runConfigOptions.js';
@@ -12,6 +13,8 @@ import { addRunConfigOptions, resolveRunConfigOptions, type RunConfigCliOptions 
 interface PackCliOptions extends RunConfigCliOptions {
   shards?: string;
   sftJson?: string;
+  imageRoot?: string;
+  maxImageBytes?: string;
   out: string;
   window: string;
   algorithm: string;
@@ -32,7 +35,10 @@ const HELP = [
   'Windows: the good samples, in reading order (shards in order, tar order inside), are cut into windows of ' +
     '--window samples; each window is packed on its own with bounded memory (~100 bytes per sample plus the ' +
     'images of the sequences in flight), so a billion-sample set streams. Bad samples are skipped, counted by ' +
-    'reason, and charged to the window of the good sample before them.',
+    'reason, and charged to the window of the good sample before them. An image that fails later, when it is ' +
+    'read back, decoded, resized or encoded (a truncated or corrupt JPEG: corrupt_image, truncated_image), is ' +
+    'skipped and counted the same way; its sequence is written with the other documents. Images over ' +
+    'MAX_IMAGE_PIXELS (89,478,485) are refused from their header (image_too_large). A bad sample never stops the job.',
   'Output: OUT/config.json (the resolved config), OUT/pack-plan.json (inputs and settings; resuming with other ' +
     'settings is refused), per window OUT/w{000000}/{00000000}.tar + _pack.json sidecars and, last, ' +
     'OUT/w{000000}.done.json (the window\'s report), and OUT/pack.json (all windows summed) once every window is done.',
@@ -41,12 +47,18 @@ const HELP = [
     'packs only its windows. A window with a done file is never redone; a window directory without one (a ' +
     'killed run) is deleted and packed again. Rerun the same command after a kill to finish.',
   'SFT (--stage sft, or a stage sft --config): packs a LLaVA conversation JSON (--sft-json PATH, default ' +
-    'data.shards when it names a .json file; image paths relative to the JSON\'s folder) with the same packers into ' +
+    'data.shards when it names a .json file) with the same packers into ' +
     'the same format with stage \'sft\' in the header. Each conversation is rendered with the ChatML template and ' +
     'system prompt "You are a helpful assistant."; its image (the <image> placeholder of the first human turn) ' +
     'expands to image_grid^2 tokens; the loss mask is 1 exactly on assistant answers and their <|im_end|>. ' +
     'Overlong conversations lose whole trailing turn pairs (data.overlong truncate) or are dropped. A window is ' +
-    'the conversations [wW, (w+1)W) in file order; malformed records are skipped and listed (id, reason).',
+    'the conversations [wW, (w+1)W) in file order; malformed records are skipped and listed (id, index, reason).',
+  'SFT images (--image-root DIR, default the JSON\'s folder): every record\'s image path is relative to DIR and ' +
+    'must stay inside it. Absolute paths, paths that leave DIR through .. or through a symlink ' +
+    '(image_outside_root), missing files (image_missing), directories, devices, FIFOs and sockets ' +
+    '(image_not_a_file), files over --max-image-bytes (default 64 MiB; image_too_big) and files that are not a ' +
+    'JPEG, PNG or WebP within the pixel limit (corrupt_image, image_too_large) are bad records: counted, listed, ' +
+    'and never read.',
   'Report: samples read, bad samples by reason, documents kept/truncated/dropped, sequences, images, real ' +
     'tokens, efficiency (real tokens / (sequences x seq_len)), images per sequence (mean, min, max), seconds, ' +
     'samples/s and images/s (summed over windows: seconds are per-process work time).',
@@ -61,6 +73,8 @@ export function registerPack(program: Command): void {
   addRunConfigOptions(command)
     .option('--shards <spec>', 'input shards: directory, file or {a..b} brace range (default: data.shards)')
     .option('--sft-json <path>', 'stage sft: the LLaVA conversation JSON to pack (default: data.shards when it ends in .json)')
+    .option('--image-root <dir>', 'stage sft: image paths are relative to DIR and confined to it (default: the JSON file\'s folder)')
+    .option('--max-image-bytes <n>', `stage sft: larger image files are bad records, never read (default ${DEFAULT_MAX_IMAGE_BYTES} = 64 MiB)`)
     .option('--window <n>', 'samples per window (the unit of work and of packing)', String(DEFAULT_WINDOW))
     .option('--algorithm <name>', `packer: ${PACK_ALGORITHMS.join(', ')}`, 'exact-fill')
     .option('--sequences-per-shard <n>', 'packed sequences per output shard', '1000')
@@ -87,6 +101,8 @@ export function registerPack(program: Command): void {
           config,
           ...(opts.shards !== undefined ? { shards: opts.shards } : {}),
           ...(opts.sftJson !== undefined ? { sftJson: opts.sftJson } : {}),
+          ...(opts.imageRoot !== undefined ? { imageRoot: opts.imageRoot } : {}),
+          ...(opts.maxImageBytes !== undefined ? { maxImageBytes: integerOption(opts.maxImageBytes, '--max-image-bytes', 1) } : {}),
           out: opts.out,
           window: integerOption(opts.window, '--window', 1),
           algorithm: opts.algorithm as PackAlgorithm,
@@ -95,6 +111,11 @@ export function registerPack(program: Command): void {
           worldSize,
           onProgress: (done, total) => progress.update(done, total),
         });
+      } catch (err) {
+        // The OS refusing the output folder or the disk filling up is the user's to fix, not a bug.
+        const code = (err as NodeJS.ErrnoException | null)?.code;
+        if (err instanceof Error && !(err instanceof LoomError) && typeof code === 'string' && /^E[A-Z]+$/.test(code)) throw new LoomError(err.message);
+        throw err;
       } finally {
         progress.stop();
       }

@@ -79,12 +79,12 @@ test('SftDocuments: lengths match builds, loss is exactly the answers, truncatio
 test('parseSftRecord: arbitrary JSON never throws; valid records keep their turns', () => {
   fc.assert(
     fc.property(fc.jsonValue(), (raw) => {
-      const entry = parseSftRecord(raw, 3, '/data', false);
+      const entry = parseSftRecord(raw, 3, '/data');
       if (!entry.ok) assert.equal(entry.bad.index, 3);
     }),
     { numRuns: 300, seed: 5 },
   );
-  const ok = parseSftRecord({ id: 7, image: 'images/a.jpg', conversations: [{ from: 'human', value: '<image>\nq' }, { from: 'gpt', value: 'a' }] }, 0, '/data', false);
+  const ok = parseSftRecord({ id: 7, image: 'images/a.jpg', conversations: [{ from: 'human', value: '<image>\nq' }, { from: 'gpt', value: 'a' }] }, 0, '/data');
   assert.ok(ok.ok);
   assert.deepEqual(ok.record, { id: '7', image: '/data/images/a.jpg', turns: [{ role: 'user', value: '<image>\nq' }, { role: 'assistant', value: 'a' }] });
   assert.equal(stripImagePlaceholder('<image>\nq', '<image>'), 'q');
