@@ -61,7 +61,8 @@ export class TextTokenizer {
       const json = bytes.toString('utf8');
       inner = Tokenizer.fromString(json);
       const parsed = JSON.parse(json) as { added_tokens?: AddedTokenEntry[] | null };
-      added = parsed.added_tokens ?? [];
+      // The ids the Rust tokenizer gave them on load (it renumbers ids that leave gaps), not the file's.
+      added = (parsed.added_tokens ?? []).map((t) => ({ ...t, id: inner.tokenToId(t.content) ?? t.id }));
       bare = Tokenizer.fromString(JSON.stringify({ ...parsed, added_tokens: [] }));
     } catch (error) {
       throw new Error(`cannot load tokenizer ${absolute}: not a valid HF tokenizer.json (${(error as Error).message})`);

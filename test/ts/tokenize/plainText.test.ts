@@ -115,6 +115,16 @@ describe('which tokenizers data text accepts', () => {
     assert.ok((await tokenizer.encode('a')).length > 0);
   });
 
+  it('a non-special added token gets the id the Rust tokenizer gave it, even when the file leaves a gap', async () => {
+    const data = JSON.parse(readFileSync(tinyTokenizerPath(), 'utf8')) as { added_tokens: object[] };
+    data.added_tokens.push({ id: 5000, content: '<x>', special: false, single_word: false, lstrip: false, rstrip: false, normalized: false });
+    const path = join(mkdtempSync(join(tmpdir(), 'loom-tok-')), 'tokenizer.json');
+    writeFileSync(path, JSON.stringify(data));
+    const tokenizer = await TextTokenizer.load(path);
+    assert.deepEqual(await tokenizer.encodeText('a<x>'), await tokenizer.encode('a<x>'));
+    assert.equal((await tokenizer.encodeText('<x>'))[0], tokenizer.tokenId('<x>'));
+  });
+
   it('assertSpecial names the token that is not marked special', async () => {
     const data = JSON.parse(readFileSync(tinyTokenizerPath(), 'utf8')) as { added_tokens: Array<{ content: string; special: boolean }> };
     for (const t of data.added_tokens) if (t.content === '<image>') t.special = false;
