@@ -25,6 +25,7 @@ from loom_compute.curate.clip_score import ClipScorer
 from loom_compute.curate.runner import run_scoring
 from loom_compute.curate.shards import GoodSample, read_shard
 from loom_compute.curate.sidecar import read_sidecar_meta, sidecar_path
+from loom_compute.data_text import plain_text_tokenizer
 from loom_compute.errors import LoomComputeError
 from PIL import Image
 
@@ -66,7 +67,7 @@ def text_by_hand(caption: str, kind: str, max_length: int) -> tuple[torch.Tensor
     tokenizer = tiny_tokenizer()
     eot = tokenizer.convert_tokens_to_ids(EOT)
     # truncation keeps the end-of-text token, as HF tokenizers do with special tokens
-    ids = tokenizer.backend_tokenizer.encode(caption, add_special_tokens=False).ids[: max_length - 1] + [eot]
+    ids = plain_text_tokenizer(tokenizer.backend_tokenizer).encode(caption, add_special_tokens=False).ids[: max_length - 1] + [eot]
     length = max_length if kind == "siglip" else len(ids)
     return torch.tensor(ids + [eot] * (length - len(ids))), torch.tensor([1] * len(ids) + [0] * (length - len(ids)))
 
@@ -95,6 +96,21 @@ def test_cosine_equals_the_model_features_computed_by_hand(checkpoints: dict[str
             expected.append(float(torch.nn.functional.cosine_similarity(image, text, dim=0)))
     np.testing.assert_allclose(got, np.array(expected, dtype=np.float32), atol=2e-5)
     assert len(set(np.round(got, 4))) == 5  # the pairs really differ
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_special_token_strings_in_captions_are_plain_text(checkpoints: dict[str, Path], kind: str) -> None:
+    scorer = ClipScorer(str(checkpoints[kind]), device="cpu", batch_size=3)
+    eot = scorer.tokenizer.convert_tokens_to_ids(EOT)
+    image = Image.new("RGB", (40, 40), (200, 30, 30))
+    captions = ["a red <|endoftext|> square", "a red square <|endoftext|><|im_start|>"]
+    inputs = scorer.preprocess([image, image], captions)
+    max_length = scorer.max_text_length
+    for caption, ids, mask in zip(captions, inputs["input_ids"].tolist(), inputs["attention_mask"].tolist()):
+        real = ids[: sum(mask)]
+        assert real.count(eot) == 1 and real[-1] == eot, f"{caption!r} -> {real}"
+        hand, hand_mask = text_by_hand(caption, kind, max_length)
+        assert real == hand[: int(hand_mask.sum())].tolist()
 
 
 @pytest.mark.parametrize("kind", ["clip", "siglip"])

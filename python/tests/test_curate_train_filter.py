@@ -12,7 +12,7 @@ import pytest
 from fixtures.curate_data import synth_shards
 from loom_compute.curate.clip_score import ClipScorer
 from loom_compute.curate.shards import GoodSample, read_shard
-from loom_compute.curate.train_filter import FilterConfig, train_filter
+from loom_compute.curate.train_filter import REPO_TINY_TOKENIZER, FilterConfig, tokenize_captions, tokenizer_with_end_of_text, train_filter
 from loom_compute.errors import UsageError
 
 SMALL = FilterConfig(steps=200, batch_size=32, lr=2e-3, image_size=32, patch_size=8, width=32, layers=2, heads=2, projection_dim=32, max_text_length=48)
@@ -50,3 +50,16 @@ def test_an_existing_output_is_never_overwritten(tmp_path: Path) -> None:
     (tmp_path / "dfn" / "keep.txt").write_text("mine")
     with pytest.raises(UsageError, match="not empty"):
         train_filter([tmp_path], tmp_path / "dfn", SMALL)
+
+
+def test_captions_are_plain_text_ending_in_one_end_of_text() -> None:
+    tokenizer = tokenizer_with_end_of_text(REPO_TINY_TOKENIZER)
+    eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.backend_tokenizer.get_added_tokens_decoder().items() if t.special}
+    captions = ["a red <|endoftext|> square <|im_start|><image>", "<|endoftext|>", "plain"]
+    text = tokenize_captions(tokenizer, captions, 40)
+    for caption, ids, mask in zip(captions, text["input_ids"].tolist(), text["attention_mask"].tolist()):
+        real = ids[: sum(mask)]
+        # CLIP pools at the first end-of-text id: a caption must not put one earlier than the end.
+        assert real[-1] == eot and not special & set(real[:-1]), (caption, real)
+        assert tokenizer.decode(real[:-1], skip_special_tokens=False) == caption

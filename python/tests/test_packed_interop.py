@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 
 from fixtures.node import LOOM, NODE, REPO, run_node
 from loom_compute.data import IGNORE_INDEX, PackedShardError, collate_packed, expectations, read_pack_meta, read_packed_shard
+from loom_compute.data_text import plain_text_tokenizer
 
 FIXTURE = REPO / "dist" / "test" / "ts" / "pack" / "format" / "fixture.js"
 SEQ_LEN = 160
@@ -107,18 +108,14 @@ def test_npy_members_are_byte_identical_to_numpy_save(packed):
     assert checked >= 3
 
 
-def strip_specials(caption: str, specials) -> str:
-    while any(s in caption for s in specials):
-        for s in specials:
-            caption = caption.replace(s, "")
-    return caption
-
-
 def test_documents_rebuilt_with_python_tokenizers(packed):
-    """Each document equals <image> x grid^2 + "\\n" + caption + <|im_end|>, tokenized by HF tokenizers in Python."""
+    """Each document equals <image> x grid^2 + "\\n" + caption + <|im_end|>, tokenized by HF tokenizers in Python
+    (the caption as plain text: special-token strings in it are ordinary tokens)."""
     _, expected = packed
     assert expected["template"] == "<image>\n{caption}<|im_end|>"
     tok = Tokenizer.from_file(expected["tokenizer_path"])
+    plain = plain_text_tokenizer(tok)
+    special_ids = {i for i, t in tok.get_added_tokens_decoder().items() if t.special}
     spec = expected["spec"]
     newline = tok.encode("\n", add_special_tokens=False).ids
     prefix = [spec["image_token_id"]] * spec["image_tokens_per_image"] + newline
@@ -126,7 +123,8 @@ def test_documents_rebuilt_with_python_tokenizers(packed):
     for seq in expected["sequences"]:
         at = 0
         for doc, length in zip(seq["docs"], seq["doclens"]):
-            caption = tok.encode(strip_specials(doc["caption"], expected["escaped"]), add_special_tokens=False).ids
+            caption = plain.encode(doc["caption"], add_special_tokens=False).ids
+            assert not special_ids & set(caption)
             keep = min(len(caption), SEQ_LEN - len(prefix) - 1)
             truncated += len(caption) > keep
             assert doc["truncated_tokens"] == len(caption) - keep
@@ -135,7 +133,7 @@ def test_documents_rebuilt_with_python_tokenizers(packed):
             assert seq["loss"][at : at + length] == [0] * len(prefix) + [1] * (keep + 1)
             at += length
     assert truncated == expected["counts"]["truncated"] == 1
-    assert expected["counts"]["escapedImageTokens"] == 3 and expected["counts"]["escapedOtherTokens"] == 1
+    assert expected["counts"]["specialTokenStrings"] == 3
 
 
 def source_images(expected):

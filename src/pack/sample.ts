@@ -7,13 +7,15 @@
 //   is tokenized on its own and the ids are concatenated. (For the default template
 //   "<image>\n{caption}<|im_end|>" this equals tokenizing the whole text: the pieces meet at
 //   special tokens or at a newline, where the pre-tokenizer splits anyway.)
-// - The caption cannot add structure: every literal image, eos or pad token string in it is
-//   removed (repeatedly, so "<ima<image>ge>" cannot reassemble one) and counted.
+// - The caption is data text (DESIGN.md, "Data text is plain text"): encodeTextBatch, so a literal
+//   special-token string in it is ordinary tokens, never its id, and nothing is deleted. Such
+//   strings are counted (specialTokenStrings), as information. The image, eos and pad tokens must
+//   be marked special in the tokenizer, else a caption could write them: refused up front.
 // - Loss mask: 1 on caption tokens and on template text after the caption (the eos); 0 on image
 //   tokens and on template text before the caption.
 // - Overlong (> seq_len): 'truncate' cuts caption tokens from the end and keeps the image and the
 //   template's closing text (so a truncated document still ends with its eos); 'drop' drops it.
-//   A caption with no tokens left (empty after escaping) is dropped either way.
+//   A caption with no tokens (empty) is dropped either way.
 import type { RunConfig } from '../config/schema.js';
 import { imageTokensPerImage } from '../config/schema.js';
 import { prepareImage } from '../images/image.js';
@@ -34,17 +36,14 @@ export interface DocumentLayout {
   overlong: 'truncate' | 'drop';
   /** Tokens of a document besides its caption: template text plus the expanded image. */
   fixedTokens: number;
-  /** Strings removed from captions: the image, eos and pad tokens. */
-  escaped: string[];
 }
 
 export type DocumentOutcome = 'kept' | 'truncated' | 'dropped_overlong' | 'dropped_empty';
 
-/** A caption tokenized for the document: ids after escaping, and what escaping removed. */
+/** A caption tokenized as plain text, and how many literal special-token strings it held. */
 export interface CaptionTokens {
   ids: Int32Array;
-  escapedImageTokens: number;
-  escapedOtherTokens: number;
+  specialTokenStrings: number;
 }
 
 /** A document's token ids and loss mask (same length); `truncatedTokens` caption tokens were cut. */
@@ -62,14 +61,12 @@ export interface DocumentCounts {
   droppedEmpty: number;
   /** Caption tokens cut from truncated documents, in total. */
   truncatedTokens: number;
-  /** Literal image-token strings removed from captions. */
-  escapedImageTokens: number;
-  /** Literal eos/pad token strings removed from captions. */
-  escapedOtherTokens: number;
+  /** Literal special-token strings met in data text and tokenized as plain text (information: nothing is removed). */
+  specialTokenStrings: number;
 }
 
 export function emptyCounts(): DocumentCounts {
-  return { documents: 0, kept: 0, truncated: 0, droppedOverlong: 0, droppedEmpty: 0, truncatedTokens: 0, escapedImageTokens: 0, escapedOtherTokens: 0 };
+  return { documents: 0, kept: 0, truncated: 0, droppedOverlong: 0, droppedEmpty: 0, truncatedTokens: 0, specialTokenStrings: 0 };
 }
 
 export function addCounts(into: DocumentCounts, more: DocumentCounts): DocumentCounts {
@@ -114,6 +111,8 @@ export function parseTemplate(template: string, imageToken: string): Array<{ kin
 /** The document layout of a run: template pieces tokenized, special ids looked up, limits checked. */
 export async function documentLayout(config: RunConfig, tokenizer: TextTokenizer): Promise<DocumentLayout> {
   const { image_token: imageToken, eos_token: eosToken, pad_token: padToken } = config.tokenizer;
+  tokenizer.assertSpecial({ 'tokenizer.image_token': imageToken, 'tokenizer.eos_token': eosToken, 'tokenizer.pad_token': padToken });
+  tokenizer.assertPlainTextSupported();
   const parsed = parseTemplate(config.data.pretrain_template, imageToken);
   const texts = parsed.flatMap((p) => (p.kind === 'text' ? [p.text] : []));
   const encoded = await tokenizer.encodeBatch(texts);
@@ -146,29 +145,7 @@ export async function documentLayout(config: RunConfig, tokenizer: TextTokenizer
     seqLen,
     overlong: config.data.overlong,
     fixedTokens,
-    escaped: [...new Set([imageToken, eosToken, padToken])],
   };
-}
-
-/**
- * Removes every literal occurrence of the given token strings from a caption, repeating until
- * none is left (removing one may join the halves of another). Counts removals per string.
- */
-export function escapeCaption(caption: string, escaped: readonly string[]): { text: string; removed: number[] } {
-  const removed = escaped.map(() => 0);
-  let text = caption;
-  for (let changed = true; changed; ) {
-    changed = false;
-    escaped.forEach((token, i) => {
-      const n = occurrences(text, token);
-      if (n > 0) {
-        removed[i]! += n;
-        text = text.split(token).join('');
-        changed = true;
-      }
-    });
-  }
-  return { text, removed };
 }
 
 /** What happens to a document whose caption has `captionTokens` tokens (pure; no tokenizer needed). */
@@ -214,8 +191,7 @@ export function assembleDocument(layout: DocumentLayout, captionIds: Int32Array)
 export function countDocument(counts: DocumentCounts, layout: DocumentLayout, caption: CaptionTokens): DocumentOutcome {
   const outcome = documentOutcome(layout, caption.ids.length);
   counts.documents++;
-  counts.escapedImageTokens += caption.escapedImageTokens;
-  counts.escapedOtherTokens += caption.escapedOtherTokens;
+  counts.specialTokenStrings += caption.specialTokenStrings;
   if (outcome === 'kept') counts.kept++;
   else if (outcome === 'truncated') {
     counts.truncated++;
@@ -236,18 +212,15 @@ export class PretrainDocuments {
     return new PretrainDocuments(await documentLayout(config, tokenizer), tokenizer);
   }
 
-  /** Escapes and tokenizes captions in one native batch call. */
+  /** Tokenizes captions as plain text in one native batch call. */
   async tokenizeCaptions(captions: readonly string[]): Promise<CaptionTokens[]> {
-    const escaped = captions.map((c) => escapeCaption(c, this.layout.escaped));
-    const encoded = await this.tokenizer.encodeBatch(escaped.map((e) => e.text));
-    return escaped.map((e, i) => {
-      const ids = Int32Array.from(encoded[i]!);
-      if (ids.includes(this.layout.imageTokenId)) {
-        throw new Error(`caption ${JSON.stringify(captions[i])} still tokenizes to the image token after escaping`);
-      }
-      // escaped[0] is the image token (documentLayout puts it first).
-      const escapedImageTokens = e.removed[0]!;
-      return { ids, escapedImageTokens, escapedOtherTokens: e.removed.reduce((a, b) => a + b, 0) - escapedImageTokens };
+    const encoded = await this.tokenizer.encodeTextBatchCounted(captions);
+    return encoded.map((e, i) => {
+      const ids = Int32Array.from(e.ids);
+      // Cannot happen with a special image token (checked in documentLayout); the packer's
+      // image/ids bookkeeping would silently break if it did.
+      if (ids.includes(this.layout.imageTokenId)) throw new Error(`caption ${JSON.stringify(captions[i])} tokenizes to the image token`);
+      return { ids, specialTokenStrings: e.specialTokenStrings };
     });
   }
 

@@ -10,22 +10,25 @@
 //   record has an image but no placeholder). As LLaVA's preprocess does, it is removed, the value
 //   is trimmed, and the user content becomes image + "\n" + value; the image expands to
 //   image_grid^2 image-token ids.
-// - Values cannot add structure: every literal image, <|im_start|>, eos (<|im_end|>) or pad token
-//   string left in a value is removed (sample.ts escapeCaption) and counted.
+// - Values are data text (DESIGN.md, "Data text is plain text"): encodeTextBatch, so any other
+//   literal special-token string ("<image>" after the placeholder, "<|im_start|>", "<|im_end|>")
+//   is ordinary tokens and cannot open or close a turn or add an image; nothing is deleted. Such
+//   strings are counted (specialTokenStrings). The image, <|im_start|>, eos and pad tokens must be
+//   marked special in the tokenizer, else a value could write them: refused up front.
 // - Loss mask: 1 on each assistant value's tokens and on its closing <|im_end|>; 0 on the system
 //   block, user turns, role headers, image tokens and the "\n" after every <|im_end|> (the model
 //   should learn to stop, not what follows the stop).
 // - Overlong (> seq_len): 'truncate' drops whole trailing (user, assistant) turn pairs until it
 //   fits, keeping at least the first pair; if the first pair alone does not fit, or data.overlong
 //   is 'drop', the conversation is dropped. A conversation whose assistant values are all empty
-//   after escaping is dropped as empty.
+//   is dropped as empty.
 import { createHash } from 'node:crypto';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { RunConfig } from '../config/schema.js';
 import { imageTokensPerImage } from '../config/schema.js';
 import type { TextTokenizer } from '../tokenize/tokenizer.js';
-import { emptyCounts, escapeCaption, type DocumentCounts, type DocumentTokens } from './sample.js';
+import { emptyCounts, type DocumentCounts, type DocumentTokens } from './sample.js';
 import { checkSftImage, clipDetail, confineImagePath, DEFAULT_MAX_IMAGE_BYTES } from './sftImages.js';
 
 /** The system prompt of every SFT document (the recipe's Qwen ChatML default). */
@@ -167,15 +170,14 @@ interface SftLayout {
   imageTokensPerImage: number;
   seqLen: number;
   overlong: 'truncate' | 'drop';
-  escaped: string[];
+  imageToken: string;
 }
 
 /** A conversation's values tokenized; pair k = (user turn 2k, assistant turn 2k+1). */
 interface TokenizedConversation {
   record: SftRecord;
   values: Int32Array[];
-  escapedImageTokens: number;
-  escapedOtherTokens: number;
+  specialTokenStrings: number;
 }
 
 export type SftOutcome = 'kept' | 'truncated' | 'dropped_overlong' | 'dropped_empty';
@@ -190,7 +192,8 @@ export class SftDocuments {
   static async create(config: RunConfig, tokenizer: TextTokenizer): Promise<SftDocuments> {
     const { image_token: imageToken, eos_token: eos, pad_token: pad } = config.tokenizer;
     if (eos !== '<|im_end|>') throw new Error(`SFT documents use the ChatML template, which ends turns with <|im_end|>; tokenizer.eos_token is ${JSON.stringify(eos)}`);
-    tokenizer.tokenId(IM_START);
+    tokenizer.assertSpecial({ 'tokenizer.image_token': imageToken, 'ChatML turn opener': IM_START, 'tokenizer.eos_token': eos, 'tokenizer.pad_token': pad });
+    tokenizer.assertPlainTextSupported();
     const [system, userHead, assistantHead, newline] = (
       await tokenizer.encodeBatch([`${IM_START}system\n${SFT_SYSTEM_PROMPT}<|im_end|>\n`, `${IM_START}user\n`, `${IM_START}assistant\n`, '\n'])
     ).map((ids) => Int32Array.from(ids)) as [Int32Array, Int32Array, Int32Array, Int32Array];
@@ -204,37 +207,28 @@ export class SftDocuments {
       imageTokensPerImage: imageTokensPerImage(config),
       seqLen: config.data.seq_len,
       overlong: config.data.overlong,
-      // The image token first: tokenize() counts its removals apart.
-      escaped: [...new Set([imageToken, IM_START, eos, pad])],
+      imageToken,
     };
     return new SftDocuments(layout, tokenizer);
   }
 
   private async tokenize(records: readonly SftRecord[]): Promise<TokenizedConversation[]> {
-    const imageToken = this.layout.escaped[0]!;
-    const texts: string[] = [];
-    const escapes: Array<{ image: number; other: number }> = [];
-    for (const r of records) {
-      let image = 0;
-      let other = 0;
-      r.turns.forEach((t, i) => {
-        const value = i === 0 && r.image !== null ? stripImagePlaceholder(t.value, imageToken) : t.value;
-        const e = escapeCaption(value, this.layout.escaped);
-        image += e.removed[0]!;
-        other += e.removed.reduce((a, b) => a + b, 0) - e.removed[0]!;
-        texts.push(e.text);
-      });
-      escapes.push({ image, other });
-    }
-    const encoded = await this.tokenizer.encodeBatch(texts);
+    const texts = records.flatMap((r) =>
+      r.turns.map((t, i) => (i === 0 && r.image !== null ? stripImagePlaceholder(t.value, this.layout.imageToken) : t.value)),
+    );
+    const encoded = await this.tokenizer.encodeTextBatchCounted(texts);
     let next = 0;
-    return records.map((record, k) => {
+    return records.map((record) => {
+      let specialTokenStrings = 0;
       const values = record.turns.map(() => {
-        const ids = Int32Array.from(encoded[next++]!);
-        if (ids.includes(this.layout.imageTokenId)) throw new Error(`conversation ${record.id}: a value still tokenizes to the image token after escaping`);
+        const e = encoded[next++]!;
+        specialTokenStrings += e.specialTokenStrings;
+        const ids = Int32Array.from(e.ids);
+        // Cannot happen with a special image token (checked in create); assemble() would miscount images.
+        if (ids.includes(this.layout.imageTokenId)) throw new Error(`conversation ${record.id}: a value tokenizes to the image token`);
         return ids;
       });
-      return { record, values, escapedImageTokens: escapes[k]!.image, escapedOtherTokens: escapes[k]!.other };
+      return { record, values, specialTokenStrings };
     });
   }
 
@@ -265,8 +259,7 @@ export class SftDocuments {
 
   private count(counts: DocumentCounts, c: TokenizedConversation, p: ReturnType<SftDocuments['plan']>): void {
     counts.documents++;
-    counts.escapedImageTokens += c.escapedImageTokens;
-    counts.escapedOtherTokens += c.escapedOtherTokens;
+    counts.specialTokenStrings += c.specialTokenStrings;
     if (p.outcome === 'kept') counts.kept++;
     else if (p.outcome === 'truncated') {
       counts.truncated++;

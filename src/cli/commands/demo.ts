@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { resolveRunConfig } from '../../config/resolve.js';
 import { imageTokensPerImage, type RunConfig } from '../../config/schema.js';
 import { runPack, type PackSummary } from '../../pack/run.js';
+import { documentLayout } from '../../pack/sample.js';
 import { runWorker, workerCommand, formatCommand } from '../../protocol/worker.js';
 import { listShards, readShards } from '../../shards/reader.js';
 import { inspectShards, type InspectReport } from '../../shards/inspect.js';
@@ -245,15 +246,16 @@ async function tokenStats(config: RunConfig, shards: string[]): Promise<TokenSta
   const tokenizer = await TextTokenizer.load(config.tokenizer.path);
   const texts: string[] = [];
   for await (const item of readShards(shards)) {
-    if (item.kind === 'sample') texts.push(config.data.pretrain_template.replace('{caption}', item.sample.caption));
+    if (item.kind === 'sample') texts.push(item.sample.caption);
   }
-  const imageTokenId = tokenizer.tokenId(config.tokenizer.image_token);
+  // Captions are data text (plain); the template's own text tokens are counted once from the layout.
+  const layout = await documentLayout(config, tokenizer);
   const imageTokens = imageTokensPerImage(config);
+  const templateTokens = layout.fixedTokens - layout.imageTokensPerImage;
   let sum = 0;
   let max = 0;
-  for (const ids of await tokenizer.encodeBatch(texts)) {
-    // The placeholder is one token of the text; it expands to the stage's image tokens.
-    const textTokens = ids.filter((id) => id !== imageTokenId).length;
+  for (const ids of await tokenizer.encodeTextBatch(texts)) {
+    const textTokens = templateTokens + ids.length;
     sum += textTokens;
     max = Math.max(max, textTokens);
   }

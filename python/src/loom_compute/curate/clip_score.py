@@ -76,12 +76,15 @@ class ClipScorer:
     def preprocess(self, images: Sequence[Image.Image], captions: Sequence[str]) -> dict[str, torch.Tensor]:
         """The model inputs for one batch (CPU tensors): pixel_values and the caption tokens."""
         pixels = self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+        # Captions are data text (DESIGN.md): a "<|endoftext|>" written in one must not end it early
+        # (CLIP pools at the first end-of-text id); the tokenizer's own template still adds its ids.
         text = self.tokenizer(
             list(captions),
             padding="max_length" if self.pad_to_max else "longest",
             truncation=True,
             max_length=self.max_text_length,
             return_tensors="pt",
+            split_special_tokens=True,
         )
         inputs = {"pixel_values": pixels}
         inputs.update({name: text[name] for name in self._text_inputs if name in text})

@@ -12,7 +12,10 @@ assistant.", the user turn = image (image_grid^2 ``<image>`` ids) + "\\n" + "Tex
 {caption}\\n\\n{criteria} ...", then ``<|im_start|>assistant\\n``. Each fixed piece and each value
 is tokenized on its own and the ids concatenated; the caption/criteria split sits after "\\n\\n",
 which the Qwen pre-tokenizer regex always ends a pre-token at, so the ids equal tokenizing the
-whole user value (tested on the tiny tokenizer).
+whole user value (tested on the tiny tokenizer). The caption is data text (DESIGN.md, "Data text
+is plain text"): "Text Caption: {caption}\\n\\n" is encoded as plain text (loom_compute.data_text),
+so a special-token string in a caption is ordinary tokens and nothing is deleted; the prompt's
+own words in that piece hold no special string, so they encode as in a template.
 
 Cost per batch of B samples: two LLM forwards in all.
 1. Prefill: the shared prefix (system, image, caption: ~P tokens) of the B samples, right-padded,
@@ -41,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from loom_compute.data_text import encode_data_text, plain_text_tokenizer
 from loom_compute.errors import LoomComputeError
 
 if TYPE_CHECKING:
@@ -288,13 +292,24 @@ class MlmFilterScorer:
         self.image_std = np.asarray(image_std, dtype=np.float32)
         self.max_caption_tokens = int(max_caption_tokens)
         self.answer_end = answer_end
-        self.escaped = [image_token, IM_START, eos_token, pad_token]
+        self.plain = plain_text_tokenizer(tokenizer)
+        special = {t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special}
 
         def token_id(token: str) -> int:
             found = tokenizer.token_to_id(token)
             if found is None:
                 raise LoomComputeError(f"the tokenizer has no token {token!r}")
             return int(found)
+
+        for token in (image_token, IM_START, eos_token, pad_token):
+            token_id(token)
+            # A structural token that is not special would be matched inside captions.
+            if token not in special:
+                raise LoomComputeError(f"the tokenizer's {token!r} is not marked special, so a caption containing it would become its id")
+        # The caption piece is encoded as plain text whole; its prompt words must mean the same either way.
+        empty_head = user_value_parts("", METRICS[0])[0]
+        if encode_data_text(self.plain, [empty_head])[0] != self._encode(empty_head):
+            raise LoomComputeError("the MLM-Filter caption piece holds a special-token string; it cannot be encoded as plain text")
 
         self.image_token_id = token_id(image_token)
         if self.image_token_id != model.image_token_id:
@@ -373,21 +388,10 @@ class MlmFilterScorer:
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def escape(self, caption: str) -> str:
-        """The caption without any special-token string (a caption cannot add structure)."""
-        changed = True
-        while changed:
-            changed = False
-            for token in self.escaped:
-                if token in caption:
-                    caption = caption.replace(token, "")
-                    changed = True
-        return caption
-
     def prefix_ids(self, caption: str) -> list[int]:
         """system, user header, image, "\\n", "Text Caption: {caption}\\n\\n": shared by the 4 metrics."""
-        head, _ = user_value_parts(self.escape(caption), METRICS[0])
-        value = self._encode(head)
+        head, _ = user_value_parts(caption, METRICS[0])
+        (value,) = encode_data_text(self.plain, [head])
         closing = self._encode("\n\n")
         if self.max_caption_tokens and len(value) > self.max_caption_tokens + len(closing):
             value = value[: self.max_caption_tokens] + closing

@@ -65,6 +65,12 @@ def tokenizer_with_end_of_text(path: Path) -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=raw, eos_token=END_OF_TEXT, pad_token=END_OF_TEXT)
 
 
+def tokenize_captions(tokenizer: Any, captions: list[str], max_length: int) -> Any:
+    """Caption ids padded to max_length, each ending in <|endoftext|>. Captions are data text
+    (DESIGN.md): special-token strings in them are plain tokens (split_special_tokens=True)."""
+    return tokenizer(captions, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt", split_special_tokens=True)
+
+
 def _model(config: FilterConfig, vocab_size: int, eot: int) -> Any:
     from transformers import CLIPConfig, CLIPModel
 
@@ -115,7 +121,7 @@ def train_filter(shard_inputs: Sequence[str | Path], out_dir: str | Path, config
         image_processor(images=[s.image for s in samples[i : i + 256]], return_tensors="pt")["pixel_values"].to(torch.float16)
         for i in range(0, len(samples), 256)
     ])
-    text = tokenizer([s.caption for s in samples], padding="max_length", truncation=True, max_length=config.max_text_length, return_tensors="pt")
+    text = tokenize_captions(tokenizer, [s.caption for s in samples], config.max_text_length)
     del samples
 
     torch.manual_seed(config.seed)

@@ -70,7 +70,6 @@ async function main(argv: string[]): Promise<void> {
     config,
     tokenizer_path: tokenizer.path,
     template: config.data.pretrain_template,
-    escaped: [config.tokenizer.image_token, config.tokenizer.eos_token, config.tokenizer.pad_token],
     image_mean: config.model.vision.image_mean,
     image_std: config.model.vision.image_std,
     resize: config.data.resize,

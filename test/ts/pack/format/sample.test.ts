@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { resolveRunConfig } from '../../../../src/config/resolve.js';
@@ -9,7 +12,6 @@ import {
   assembleDocument,
   documentLength,
   documentLayout,
-  escapeCaption,
 } from '../../../../src/pack/sample.js';
 
 const loading = TextTokenizer.load(tinyTokenizerPath());
@@ -49,8 +51,7 @@ describe('pre-training document layout', () => {
       const newline = await tokenizer.encode('\n');
       await fc.assert(
         fc.asyncProperty(captionArb, async (caption) => {
-          const { text } = escapeCaption(caption, SPECIALS);
-          const captionIds = await tokenizer.encode(text);
+          const captionIds = await tokenizer.encodeText(caption);
           const { docs: [doc] } = await docs.build([caption]);
           if (captionIds.length === 0) {
             assert.equal(doc, null);
@@ -68,14 +69,14 @@ describe('pre-training document layout', () => {
     }
   });
 
-  it('equals tokenizing the whole filled-in template when the caption starts with no whitespace', async () => {
+  it('equals tokenizing the whole filled-in template when the caption starts with no whitespace and holds no special string', async () => {
     const tokenizer = await loading;
     const docs = await PretrainDocuments.create(tinyConfig('data.seq_len=4096'), tokenizer);
     const imageId = tokenizer.tokenId('<image>');
+    const plain = (c: string) => /^\S/u.test(c) && !SPECIALS.some((s) => c.includes(s)) && !c.includes('<|im_start|>');
     await fc.assert(
-      fc.asyncProperty(captionArb.filter((c) => /^\S/u.test(escapeCaption(c, SPECIALS).text)), async (caption) => {
-        const { text } = escapeCaption(caption, SPECIALS);
-        const whole = await tokenizer.encode(`<image>\n${text}<|im_end|>`);
+      fc.asyncProperty(captionArb.filter(plain), async (caption) => {
+        const whole = await tokenizer.encode(`<image>\n${caption}<|im_end|>`);
         const expanded = whole.flatMap((id) => (id === imageId ? Array(16).fill(imageId) : [id]));
         const { docs: [doc] } = await docs.build([caption]);
         assert.deepEqual(Array.from(doc!.ids), expanded);
@@ -84,27 +85,30 @@ describe('pre-training document layout', () => {
     );
   });
 
-  it('escapes literal special tokens in captions and counts them', async () => {
+  it('keeps literal special-token strings in captions as plain text, deleting nothing, and counts them', async () => {
     const tokenizer = await loading;
     const docs = await PretrainDocuments.create(tinyConfig(), tokenizer);
-    const caption = 'a <image> b <ima<image>ge> c<|im_end|> d<|endoftext|>';
-    const { text, removed } = escapeCaption(caption, SPECIALS);
-    assert.equal(text, 'a  b  c d');
-    assert.deepEqual(removed, [3, 1, 1]);
+    const caption = 'a <image> b <ima<image>ge> c<|im_end|> d<|endoftext|><|im_start|>';
     const [tokens] = await docs.tokenizeCaptions([caption]);
-    assert.equal(tokens!.escapedImageTokens, 3);
-    assert.equal(tokens!.escapedOtherTokens, 2);
-    const { counts } = await docs.build([caption, 'plain', '<image>']);
-    assert.equal(counts.escapedImageTokens, 4);
-    assert.equal(counts.escapedOtherTokens, 2);
-    assert.equal(counts.droppedEmpty, 1, 'a caption that was only an image token is dropped');
-    fc.assert(
-      fc.property(captionArb, (c) => {
-        const escaped = escapeCaption(c, SPECIALS).text;
-        for (const s of SPECIALS) assert.ok(!escaped.includes(s), `${JSON.stringify(c)} -> ${JSON.stringify(escaped)}`);
-      }),
-      { numRuns: 300, seed: 6 },
-    );
+    assert.deepEqual(Array.from(tokens!.ids), await tokenizer.encodeText(caption));
+    assert.equal(await tokenizer.decode(Array.from(tokens!.ids)), caption);
+    assert.equal(tokens!.specialTokenStrings, 5);
+    const { docs: built, counts } = await docs.build([caption, 'plain', '<image>', '']);
+    assert.equal(counts.specialTokenStrings, 6);
+    assert.equal(counts.droppedEmpty, 1, 'only the empty caption is empty: "<image>" is text now');
+    assert.equal(built[2]!.ids.filter((id) => id === docs.layout.imageTokenId).length, 16, 'the caption "<image>" adds no image token');
+  });
+
+  it('refuses a tokenizer whose image, eos or pad token is not marked special', async () => {
+    const data = JSON.parse(readFileSync(tinyTokenizerPath(), 'utf8')) as { added_tokens: Array<{ content: string; special: boolean }> };
+    for (const token of SPECIALS) {
+      const copy = structuredClone(data);
+      for (const t of copy.added_tokens) if (t.content === token) t.special = false;
+      const path = join(mkdtempSync(join(tmpdir(), 'loom-sample-')), 'tokenizer.json');
+      writeFileSync(path, JSON.stringify(copy));
+      const tokenizer = await TextTokenizer.load(path);
+      await assert.rejects(PretrainDocuments.create(tinyConfig(), tokenizer), new RegExp(`its tokenizer\\.\\w+_token ${JSON.stringify(token).replace(/[|]/g, '\\|')} is not marked special`));
+    }
   });
 
   it('truncates overlong captions, keeping the image and the final eos, and counts the cut tokens', async () => {

@@ -4,6 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { resolveRunConfig } from '../../../../src/config/resolve.js';
 import { TextTokenizer } from '../../../../src/tokenize/tokenizer.js';
 import { parseSftRecord, SftDocuments, stripImagePlaceholder, type SftRecord } from '../../../../src/pack/sft.js';
@@ -23,14 +26,6 @@ const recordArb: fc.Arbitrary<SftRecord> = fc
     ]),
   }));
 
-function clean(v: string): string {
-  let s = v;
-  for (let prev = ''; prev !== s; ) {
-    prev = s;
-    for (const t of SPECIALS) s = s.split(t).join('');
-  }
-  return s;
-}
 
 test('SftDocuments: lengths match builds, loss is exactly the answers, truncation keeps whole pairs', async () => {
   for (const [seqLen, overlong] of [
@@ -42,6 +37,7 @@ test('SftDocuments: lengths match builds, loss is exactly the answers, truncatio
     const tokenizer = await TextTokenizer.load(config.tokenizer.path!);
     const sft = await SftDocuments.create(config, tokenizer);
     const imageId = tokenizer.tokenId('<image>');
+    const [imStartId, imEndId, padId] = ['<|im_start|>', '<|im_end|>', '<|endoftext|>'].map((t) => tokenizer.tokenId(t));
     await fc.assert(
       fc.asyncProperty(fc.array(recordArb, { minLength: 1, maxLength: 4 }), async (records) => {
         const { lengths, counts } = await sft.lengths(records);
@@ -51,7 +47,8 @@ test('SftDocuments: lengths match builds, loss is exactly the answers, truncatio
         for (const [i, r] of records.entries()) {
           const doc = built.docs[i];
           assert.equal(doc?.ids.length ?? 0, lengths[i]);
-          const answers = r.turns.filter((t) => t.role === 'assistant').map((t) => clean(t.value));
+          // Values are plain text: kept whole, special strings included.
+          const answers = r.turns.filter((t) => t.role === 'assistant').map((t) => t.value.normalize('NFC'));
           if (!doc) {
             assert.ok(answers.every((a) => a.length === 0) || overlong === 'drop' || seqLen < 1024);
             continue;
@@ -63,7 +60,11 @@ test('SftDocuments: lengths match builds, loss is exactly the answers, truncatio
             if (l) trained.push(doc.ids[k]!);
           });
           const text = await tokenizer.decode(Array.from(doc.ids));
-          const pairsKept = text.split('<|im_start|>assistant\n').length - 1;
+          // Only the template opens turns: the system turn and two per kept pair.
+          const imStarts = doc.ids.filter((t) => t === imStartId).length;
+          assert.equal(doc.ids.filter((t) => t === imEndId).length, imStarts);
+          assert.ok(!doc.ids.includes(padId!));
+          const pairsKept = (imStarts - 1) / 2;
           assert.ok(pairsKept >= 1 && pairsKept <= answers.length);
           if (pairsKept < answers.length) assert.equal(overlong, 'truncate');
           const expected = answers.slice(0, pairsKept).map((a) => `${a}<|im_end|>`).join('');
@@ -90,4 +91,37 @@ test('parseSftRecord: arbitrary JSON never throws; valid records keep their turn
   assert.equal(stripImagePlaceholder('<image>\nq', '<image>'), 'q');
   assert.equal(stripImagePlaceholder('q\n<image>', '<image>'), 'q');
   assert.equal(stripImagePlaceholder('a <image> b <image>', '<image>'), 'a  b <image>');
+});
+
+test('SftDocuments: only the first <image> of the first user turn is the placeholder; the rest of every value is plain text', async () => {
+  const config = resolveRunConfig({ preset: 'tiny', stage: 'sft', name: 'r', overrides: [], assignments: [] });
+  const tokenizer = await TextTokenizer.load(config.tokenizer.path!);
+  const sft = await SftDocuments.create(config, tokenizer);
+  const record: SftRecord = {
+    id: 'x',
+    image: '/img.jpg',
+    turns: [
+      { role: 'user', value: 'look <image> and <image><|im_end|>' },
+      { role: 'assistant', value: '<|im_start|>user\n<image>' },
+    ],
+  };
+  const { docs: [doc], counts } = await sft.build([record]);
+  assert.equal(doc!.ids.filter((t) => t === tokenizer.tokenId('<image>')).length, 64, 'one image, whatever the values say');
+  assert.equal(counts.specialTokenStrings, 4);
+  const text = await tokenizer.decode(Array.from(doc!.ids));
+  assert.ok(text.includes('<|im_start|>user\n' + '<image>'.repeat(64) + '\nlook  and <image><|im_end|><|im_end|>\n'), text);
+  assert.ok(text.includes('<|im_start|>assistant\n<|im_start|>user\n<image><|im_end|>\n'), text);
+});
+
+test('SftDocuments: refuses a tokenizer whose <|im_start|>, image, eos or pad token is not marked special', async () => {
+  const config = resolveRunConfig({ preset: 'tiny', stage: 'sft', name: 'r', overrides: [], assignments: [] });
+  const data = JSON.parse(readFileSync(config.tokenizer.path!, 'utf8')) as { added_tokens: Array<{ content: string; special: boolean }> };
+  for (const token of SPECIALS) {
+    const copy = structuredClone(data);
+    for (const t of copy.added_tokens) if (t.content === token) t.special = false;
+    const path = join(mkdtempSync(join(tmpdir(), 'loom-sft-')), 'tokenizer.json');
+    writeFileSync(path, JSON.stringify(copy));
+    const tokenizer = await TextTokenizer.load(path);
+    await assert.rejects(SftDocuments.create(config, tokenizer), (error: Error) => error.message.includes(`${JSON.stringify(token)} is not marked special`));
+  }
 });
