@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readShards } from '../../../src/shards/reader.js';
 import { listShards } from '../../../src/shards/listShards.js';
-import { deriveUid } from '../../../src/shards/keys.js';
+import { deriveUid, MAX_KEY_PART_BYTES } from '../../../src/shards/keys.js';
 import { UidSorter } from '../../../src/select/uidSorter.js';
 import { runReshard } from '../../../src/select/reshard.js';
 import { makeImage, sampleMembers, tarFileMembers, writeTar } from '../shards/fixtures.js';
@@ -40,4 +40,24 @@ test('reshard copies a json-less sample with a json holding its uid and key, and
   const back = [];
   for await (const item of readShards([shard!])) back.push(item);
   assert.deepEqual(back.map((i) => (i.kind === 'sample' ? [i.sample.key, i.sample.uid] : i.bad.reason)), [['cap1', uids[0]], ['ok', uids[3]]]);
+});
+
+test('a key at the length limit that an upsampled copy would push over it gets a short key instead of aborting', async () => {
+  const root = await tempDir('reshard-long');
+  const jpg = await makeImage('jpg', 8, 8);
+  const longKey = 'k'.repeat(MAX_KEY_PART_BYTES);
+  const input = await writeTar(root, '00000000.tar', sampleMembers(longKey, jpg));
+  const uid = deriveUid(input, longKey);
+  const sorter = new UidSorter(join(root, 'sel.npy'), 8);
+  await sorter.add(uid);
+  await sorter.finish();
+  const boost = new UidSorter(join(root, 'boost.npy'), 8);
+  await boost.add(uid);
+  await boost.finish();
+  const summary = await runReshard({ shards: [input], selection: join(root, 'sel.npy'), out: join(root, 'out'), upsample: [{ path: join(root, 'boost.npy'), k: 2 }] });
+  assert.equal(summary.written, 2);
+  assert.equal(summary.renamed_keys, 1);
+  const back = [];
+  for await (const item of readShards(await listShards(join(root, 'out')))) back.push(item);
+  assert.deepEqual(back.map((i) => (i.kind === 'sample' ? [i.sample.key, i.sample.uid] : i.bad.reason)), [[longKey, uid], ['r000000001', uid]]);
 });
