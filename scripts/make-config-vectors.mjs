@@ -61,6 +61,19 @@ const mutations = {
   'negative-seed': ['seed', (c) => (c.seed = -1)],
   'empty-tokenizer-path': ['tokenizer.path', (c) => (c.tokenizer.path = '')],
   'not-an-object': ['', () => NOT_AN_OBJECT],
+  // Upper bounds: typos that used to pass validation and crash a stage later.
+  'seq-len-huge': ['data.seq_len', (c) => (c.data.seq_len = 99999999999)],
+  'image-size-huge': ['model.vision.image_size', (c) => (c.model.vision.image_size = 100000)],
+  'image-grid-huge': ['image_grid', (c) => (c.image_grid = 1000)],
+  'global-batch-huge': ['train.global_batch', (c) => (c.train.global_batch = 1e12)],
+  'micro-batch-huge': ['train.micro_batch', (c) => (c.train.micro_batch = 1e9)],
+  'lr-huge': ['train.lr', (c) => (c.train.lr = 1000)],
+  'max-steps-huge': ['train.max_steps', (c) => (c.train.max_steps = 1e15)],
+  'loader-workers-huge': ['train.loader_workers', (c) => (c.train.loader_workers = 100000)],
+  'seed-huge': ['seed', (c) => (c.seed = 2 ** 40)],
+  'nproc-huge': ['dist.nproc_per_node', (c) => (c.dist.nproc_per_node = 100000)],
+  'image-mean-over-one': ['model.vision.image_mean.0', (c) => (c.model.vision.image_mean = [128, 0.5, 0.5])],
+  'max-images-huge': ['data.max_images_per_sequence', (c) => (c.data.max_images_per_sequence = 1e9)],
 };
 
 rmSync(root, { recursive: true, force: true });

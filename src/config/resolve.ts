@@ -87,11 +87,16 @@ export function deepMerge(base: unknown, override: unknown): unknown {
   return out;
 }
 
+// Keys that would reach an object's prototype instead of a config field.
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
 /** Applies `a.b.c=value`; the value is JSON when it parses as JSON, else a plain string. */
 export function applyAssignment(config: unknown, assignment: string): unknown {
   const eq = assignment.indexOf('=');
   if (eq <= 0) throw new LoomError(`--set expects key.path=value, got '${assignment}'`);
   const keys = assignment.slice(0, eq).split('.');
+  const badKey = keys.find((k) => k === '' || FORBIDDEN_KEYS.has(k));
+  if (badKey !== undefined) throw new LoomError(`--set ${assignment.slice(0, eq)}: ${badKey === '' ? 'empty key in the path' : `'${badKey}' is not a config key`}`);
   const raw = assignment.slice(eq + 1);
   let value: unknown;
   try {

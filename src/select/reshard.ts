@@ -17,7 +17,7 @@ import { isClaimFile, withOutputDir } from '../util/outputDir.js';
 import { readShards } from '../shards/reader.js';
 import { ShardWriter, type StoredMembers } from '../shards/writer.js';
 import { SAMPLE_FIELD_NAMES, type Sample, type SampleMember } from '../shards/types.js';
-import { shardFileName, statsFileName } from '../shards/keys.js';
+import { keyProblem, shardFileName, statsFileName } from '../shards/keys.js';
 import { readUidNpy } from './uidNpy.js';
 import type { SortedUids } from './uidWords.js';
 
@@ -173,6 +173,14 @@ async function reshardInto(
           const base = `${stem}_${key}`;
           key = base;
           while (outKeys.has(key)) key = `${base}_${++n}`;
+          renamed++;
+        }
+        // A key at the length limit has no room for "_u{j}" or a shard prefix: such a copy gets a
+        // short key of its own (the json keeps the uid), rather than the writer aborting the job.
+        if (keyProblem(key) !== null) {
+          let n = 0;
+          do key = `r${String(position).padStart(9, '0')}${n++ === 0 ? '' : `_${n}`}`;
+          while (outKeys.has(key));
           renamed++;
         }
         outKeys.add(key);

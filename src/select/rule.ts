@@ -31,6 +31,12 @@ export interface ParsedRule {
 
 export const SCORER_NAME_RE = /^[a-z][a-z0-9_-]*$/;
 
+/** Deepest nesting of '(' and '!' a rule may have: parsing, evaluating and printing recurse, so a
+ *  hostile rule of 20,000 '(' would otherwise overflow the stack instead of getting an error. */
+export const MAX_RULE_DEPTH = 64;
+/** Most atoms in one rule: `a & b & c ...` builds a tree as deep as it is long. */
+export const MAX_RULE_ATOMS = 1000;
+
 type Token =
   | { type: 'ident'; text: string; pos: number }
   | { type: 'number'; text: string; value: number; pos: number }
@@ -42,9 +48,15 @@ const NUMBER_RE = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?/;
 const IDENT_RE = /^[A-Za-z_][A-Za-z0-9_-]*/;
 
 export function ruleError(source: string, pos: number, message: string): LoomError {
-  const caret = ' '.repeat(pos) + '^';
-  return new LoomError(`rule: ${message} at column ${pos + 1}\n  ${source}\n  ${caret}`, EXIT_USAGE);
+  // A long rule is shown as the stretch around the problem, so the message stays readable.
+  const from = source.length > SHOWN_CHARS ? Math.max(0, Math.min(pos - SHOWN_CHARS / 2, source.length - SHOWN_CHARS)) : 0;
+  const head = from > 0 ? '...' : '';
+  const tail = from + SHOWN_CHARS < source.length ? '...' : '';
+  const caret = ' '.repeat(head.length + pos - from) + '^';
+  return new LoomError(`rule: ${message} at column ${pos + 1}\n  ${head}${source.slice(from, from + SHOWN_CHARS)}${tail}\n  ${caret}`, EXIT_USAGE);
 }
+
+const SHOWN_CHARS = 120;
 
 function tokenize(source: string): Token[] {
   const tokens: Token[] = [];
@@ -88,6 +100,7 @@ function tokenize(source: string): Token[] {
 
 class Parser {
   private i = 0;
+  private depth = 0;
   readonly atoms: Atom[] = [];
   constructor(
     private readonly source: string,
@@ -140,21 +153,26 @@ class Parser {
   }
 
   private parseUnary(): RuleNode {
-    if (this.isOp('!')) {
-      this.next();
-      return { kind: 'not', expr: this.parseUnary() };
-    }
-    if (this.isOp('(')) {
-      this.next();
-      const inner = this.parseOr();
-      this.expectOp(')', 'to close the parenthesis');
-      return inner;
+    if (this.isOp('!') || this.isOp('(')) {
+      const open = this.next();
+      if (++this.depth > MAX_RULE_DEPTH) {
+        throw ruleError(this.source, open.pos, `'(' and '!' nest deeper than ${MAX_RULE_DEPTH} levels`);
+      }
+      let node: RuleNode;
+      if (open.text === '!') node = { kind: 'not', expr: this.parseUnary() };
+      else {
+        node = this.parseOr();
+        this.expectOp(')', 'to close the parenthesis');
+      }
+      this.depth--;
+      return node;
     }
     return this.parseAtom();
   }
 
   private parseAtom(): RuleNode {
     const start = this.peek();
+    if (this.atoms.length >= MAX_RULE_ATOMS) throw ruleError(this.source, start.pos, `the rule has more than ${MAX_RULE_ATOMS} comparisons`);
     if (start.type !== 'ident') {
       throw ruleError(this.source, start.pos, `expected a score column (scorer.column), top(...), bottom(...), '!' or '(', found ${describe(start)}`);
     }

@@ -11,7 +11,8 @@ import { evaluateAtom, evaluateTree, TRUE, FALSE, type ResolvedAtom } from './ev
 import { neededColumns, parseRule, formatRule, type Atom } from './rule.js';
 import { QuantileSketch } from './quantileSketch.js';
 import { listSidecars, readSidecar, sidecarRowCount, type SidecarData } from './sidecars.js';
-import { UidSorter, DEFAULT_RUN_SIZE } from './uidSorter.js';
+import { UidSorter, DEFAULT_RUN_SIZE, RUNS_SUFFIX } from './uidSorter.js';
+import { removeStaleTemps } from '../util/staleTemps.js';
 
 export interface SelectOptions {
   scoresDir: string;
@@ -139,9 +140,9 @@ export async function runSelect(options: SelectOptions): Promise<SelectSummary> 
           tick(await sidecarRowCount(path));
           continue;
         }
-        // Only the score columns: a row repeated in a sidecar counts twice here (such rows are
-        // rare, counted in pass 2, and move a fraction by at most their number).
-        const data = await readSidecar(path, cols, { uids: false });
+        // With uids, so rows with an invalid or repeated uid are dropped exactly as pass 2 drops
+        // them: a fraction is then a fraction of the rows the rule is applied to.
+        const data = await readSidecar(path, cols);
         for (const c of cols) {
           const sketch = sketches.get(colKey(scorer, c))!;
           for (const v of data.columns.get(c)!) if (!Number.isNaN(v)) sketch.add(v);
@@ -154,6 +155,9 @@ export async function runSelect(options: SelectOptions): Promise<SelectSummary> 
 
   // Pass 2: join, evaluate, keep.
   await mkdir(dirname(options.out), { recursive: true });
+  for (const target of [`${options.out}.npy`, `${options.out}.json`]) {
+    for (const path of await removeStaleTemps(target, [RUNS_SUFFIX])) warn(`removed ${path}, left over by a killed run`);
+  }
   const sorter = new UidSorter(`${options.out}.npy`, options.runSize ?? DEFAULT_RUN_SIZE);
   const atomCounts = rule.atoms.map(() => ({ passed: 0, failed: 0, missing: 0 }));
   const scorerStats: SelectSummary['inputs']['scorers'] = {};

@@ -10,6 +10,8 @@ import { compareWords, uidToWords, WORDS_PER_UID } from './uidWords.js';
 import { UidNpyWriter } from './uidNpy.js';
 
 export const DEFAULT_RUN_SIZE = 1_000_000;
+/** The spill folder is tempPathFor(target + RUNS_SUFFIX); a killed run's is removed by the next. */
+export const RUNS_SUFFIX = '.runs';
 const MAX_FAN_IN = 64;
 const READ_UIDS = 16_384;
 
@@ -102,7 +104,7 @@ export class UidSorter {
 
   private async newRunPath(): Promise<string> {
     if (!this.runDir) {
-      this.runDir = tempPathFor(this.target + '.runs');
+      this.runDir = tempPathFor(this.target + RUNS_SUFFIX);
       await mkdir(this.runDir, { recursive: true });
     }
     return join(this.runDir, `run-${String(this.runs.length).padStart(6, '0')}-${Math.random().toString(16).slice(2, 8)}.bin`);

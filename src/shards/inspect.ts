@@ -3,6 +3,7 @@
 import { readShards } from './reader.js';
 import { Log2Histogram, type HistogramSummary } from './histogram.js';
 import type { BadReason, ShardItem } from './types.js';
+import { readUpstreamStats, type UpstreamStats } from './upstreamStats.js';
 
 export interface InspectOptions {
   /** Fully decode images (default true). */
@@ -24,6 +25,9 @@ export interface InspectReport {
   decoded: boolean;
   badByReason: Partial<Record<BadReason, { count: number; examples: Array<{ shard: string; key: string | null; detail: string }> }>>;
   perShard: Array<{ shard: string; samples: number; bad: number }>;
+  /** The producer's own failure counts from the shards' _stats.json sidecars (img2dataset's
+   *  failed_to_download, failed_to_resize, status_dict), for all listed shards even with --limit. */
+  upstream: UpstreamStats;
   formats: Record<string, number>;
   captionChars: HistogramSummary;
   captionWords: HistogramSummary;
@@ -42,6 +46,7 @@ export async function inspectShards(paths: string[], options: InspectOptions = {
   const report: InspectReport = {
     shards: paths.length, samples: 0, bad: 0, limited: false, decoded: decode, badByReason: {},
     perShard: paths.map((shard) => ({ shard, samples: 0, bad: 0 })),
+    upstream: await readUpstreamStats(paths),
     formats: {}, captionChars: emptySummary(), captionWords: emptySummary(), imageWidth: emptySummary(),
     imageHeight: emptySummary(), seconds: 0, itemsPerSecond: 0,
   };

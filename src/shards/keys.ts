@@ -33,14 +33,46 @@ export function deriveUid(shardPath: string, key: string): string {
   return createHash('md5').update(`${basename(shardPath)}/${key}`, 'utf8').digest('hex');
 }
 
-/** Why `key` cannot be written as a sample key, or null when it can. */
+/**
+ * Longest key the format allows, in UTF-8 bytes, and longest path part: `{part}.{ext}` must stay
+ * a legal file name (255 bytes on common file systems) when a shard is unpacked with `tar -x`,
+ * and a copy's key may still grow by a suffix (`loom reshard`'s `_u{j}`, `{shard}_` prefix).
+ */
+export const MAX_KEY_BYTES = 512;
+export const MAX_KEY_PART_BYTES = 200;
+
+/**
+ * Why `key` cannot be written as a sample key, or null when it can. The one rule of what a key
+ * may be: the writer refuses such keys, and the readers report them as `unsafe_key`, so a hostile
+ * name is a skipped sample at read time instead of an abort at write time.
+ */
 export function keyProblem(key: string): string | null {
   if (typeof key !== 'string' || key.length === 0) return 'the key is empty';
-  if (key.includes('.')) return `key "${key}" contains a dot (the first dot separates key and extension)`;
-  if (key.startsWith('/') || key.endsWith('/') || key.includes('//')) return `key "${key}" is not a relative path`;
-  if (key.split('/').some((part) => part === '' || part === '..')) return `key "${key}" has an empty or ".." path part`;
+  const shown = JSON.stringify(key);
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f\\]/.test(key)) return `key "${key}" contains a control character or backslash`;
+  if (/[\u0000-\u001f\u007f\\]/.test(key)) return `key ${shown} contains a control character or backslash`;
+  // U+FFFD is what a name that is not UTF-8 decodes to; the bytes it stood for are lost.
+  if (/[\ufffd\ud800-\udfff]/.test(key)) return `key ${shown} is not valid UTF-8`;
+  if (key.startsWith('/')) return `key ${shown} is an absolute path`;
+  if (key.split('/').some((part) => part === '' || part === '.' || part === '..')) return `key ${shown} has an empty, "." or ".." path part`;
+  // A dot in a folder part reads back fine ("v1.2/k"); in the last part it would end the key early.
+  if (key.slice(key.lastIndexOf('/') + 1).includes('.')) return `key ${shown} contains a dot in its last part (the first dot there separates key and extension)`;
+  const bytes = Buffer.byteLength(key, 'utf8');
+  if (bytes > MAX_KEY_BYTES) return `key of ${bytes} bytes is longer than ${MAX_KEY_BYTES} bytes (starts ${JSON.stringify(key.slice(0, 40))})`;
+  const long = key.split('/').find((part) => Buffer.byteLength(part, 'utf8') > MAX_KEY_PART_BYTES);
+  if (long !== undefined) return `key ${shown} has a path part longer than ${MAX_KEY_PART_BYTES} bytes`;
+  return null;
+}
+
+/**
+ * Why a member extension (the name after `{key}.`) cannot be written, or null. Shared by the
+ * writer (extra members) and the readers (`unsafe_key`) for the same reason as keyProblem.
+ */
+export function extensionProblem(ext: string): string | null {
+  if (ext.length === 0) return 'has an empty extension';
+  // eslint-disable-next-line no-control-regex
+  if (/[/\\\u0000-\u001f\u007f]/.test(ext)) return `${JSON.stringify(ext)}: an extension cannot hold "/", a backslash or a control character`;
+  if (/[\ufffd\ud800-\udfff]/.test(ext)) return `${JSON.stringify(ext)}: the extension is not valid UTF-8`;
   return null;
 }
 

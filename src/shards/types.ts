@@ -41,7 +41,8 @@ export interface Sample {
   uid: string;
   image: { ext: ImageExt; data: Buffer };
   caption: string;
-  /** The sample's metadata exactly as stored (a derived uid is not added here). */
+  /** The sample's metadata exactly as stored (a derived uid is not added here); {} when the
+   *  sample has no .json member. */
   json: Record<string, unknown>;
   /** Pixel size: from a full decode when decodeImages is on, else from the image header. */
   imageInfo?: { width: number; height: number };
@@ -58,6 +59,7 @@ export const BAD_REASONS = [
   'corrupt_tar', // an unreadable tar header after some good members; the rest of the file is skipped
   'unreadable_file', // the operating system refused to read the file
   'dotted_key', // members like a.b.jpg: the intended key "a.b" contains a dot
+  'unsafe_key', // a key or extension the writer cannot store safely (keys.ts keyProblem / extensionProblem)
   'duplicate_key', // a key seen earlier in the same shard
   'missing_extension', // a member whose basename has no dot, so it has no field name
   'missing_image', // no .jpg/.jpeg/.png/.webp member
@@ -65,10 +67,10 @@ export const BAD_REASONS = [
   'missing_caption',
   'empty_caption', // empty or whitespace-only .txt
   'invalid_caption', // .txt that is not valid UTF-8
-  'missing_json',
   'invalid_json', // .json that does not parse, or is not an object
   'invalid_uid', // json.uid present but not 32 lowercase hex chars
   'corrupt_image', // bytes are not the declared format, or fail to decode
+  'image_too_large', // the header declares more than MAX_IMAGE_PIXELS pixels (checked before any decode)
   'truncated_image', // the image ends early (detected by a full decode)
 ] as const;
 

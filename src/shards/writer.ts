@@ -6,7 +6,7 @@ import { LoomError } from '../cli/errors.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { SerialQueue } from '../util/serialQueue.js';
 import { dottedKeyDot, IMAGE_EXTS, IMAGE_FIELDS, SAMPLE_FIELD_NAMES, type ImageExt, type SampleMember } from './types.js';
-import { deriveUid, isValidUid, keyProblem, shardFileName, statsFileName } from './keys.js';
+import { deriveUid, extensionProblem, isValidUid, keyProblem, shardFileName, statsFileName } from './keys.js';
 import { readImageHeader } from './imageHeader.js';
 import type { ShardStats } from './stats.js';
 import { PendingTar } from './pendingTar.js';
@@ -222,9 +222,8 @@ function extraProblem(member: SampleMember, taken: ReadonlySet<string>): string 
   const ext = member.ext;
   const shown = JSON.stringify(ext);
   if (!Buffer.isBuffer(member.data)) return `${shown}: data must be a Buffer`;
-  if (ext.length === 0) return 'has an empty extension';
-  // eslint-disable-next-line no-control-regex
-  if (/[/\\\u0000-\u001f\u007f]/.test(ext)) return `${shown}: an extension cannot hold "/", a backslash or a control character`;
+  const unsafe = extensionProblem(ext);
+  if (unsafe) return unsafe;
   const field = ext.toLowerCase();
   if (SAMPLE_FIELD_NAMES.has(field)) return `${shown} collides with the ${field in IMAGE_FIELDS ? 'image' : field} member the writer writes itself`;
   const dot = dottedKeyDot(field);

@@ -1,6 +1,7 @@
 // `loom config`: resolve presets into a run config, validate config files, print the schema.
 import type { Command } from 'commander';
 import { resolveRunConfig, loadRunConfigFile, readJsonFile } from '../../config/resolve.js';
+import { checkConfigPaths } from '../../config/checkPaths.js';
 import { runConfigJsonSchema, imageTokensPerImage, PRESETS, STAGES } from '../../config/schema.js';
 import { writeJsonAtomic } from '../../util/atomic.js';
 import { printSummary, table } from '../output.js';
@@ -17,7 +18,8 @@ export function registerConfig(program: Command): void {
     .description(
       'Resolve a preset at a stage, with your overrides, into a complete validated run config.\n' +
         'Overrides merge in order: --file (a partial config, JSON), then each --set key.path=value\n' +
-        '(value parsed as JSON when it parses, e.g. --set train.lr=1e-4 --set data.shards=shards/).',
+        '(value parsed as JSON when it parses, e.g. --set train.lr=1e-4 --set data.shards=shards/).\n' +
+        'Numbers are checked against sane bounds and tokenizer.path must name an existing file.',
     )
     .option('--preset <name>', `one of: ${PRESETS.join(', ')}`, 'tiny')
     .option('--stage <stage>', `one of: ${STAGES.join(', ')}`, 'pretrain')
@@ -33,6 +35,7 @@ export function registerConfig(program: Command): void {
         overrides: opts.file.map(readJsonFile),
         assignments: opts.set,
       });
+      checkConfigPaths(resolved);
       if (opts.out) {
         await writeJsonAtomic(opts.out, resolved);
         process.stderr.write(`wrote ${opts.out}\n`);

@@ -1,6 +1,6 @@
 // `loom doctor`: checks both planes of this machine, Node (sharp/libvips, the tokenizers
 // binding) and the Python compute environment (torch, CUDA, libraries), in one report.
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { LoomError, EXIT_FAILURE } from '../errors.js';
@@ -19,6 +19,8 @@ interface Check {
 export interface DoctorReport {
   ok: boolean;
   problems: string[];
+  /** Things that work but are probably not what the user meant (the run goes on). */
+  warnings: string[];
   node: { version: string; platform: string; arch: string; sharp: Check; tokenizers: Check };
   python: { interpreter: string; source: string; command: string; ok: boolean; error?: string; report?: Record<string, unknown> };
 }
@@ -80,12 +82,38 @@ export async function collectDoctorReport(options: { silent?: boolean } = {}): P
   if (python.error !== undefined) problems.push(`the Python worker does not run: ${python.error}`);
   const pythonProblems = python.report?.problems;
   if (Array.isArray(pythonProblems)) problems.push(...pythonProblems.map((p) => `python: ${String(p)}`));
+  const warnings: string[] = [];
+  const imported = record(python.report?.loom_compute).path;
+  const elsewhere = typeof imported === 'string' ? otherCheckoutWarning(imported, repoRoot()) : null;
+  if (elsewhere) warnings.push(elsewhere);
   return {
     ok: problems.length === 0,
     problems,
+    warnings,
     node: { version: process.version, platform: process.platform, arch: process.arch, sharp, tokenizers },
     python,
   };
+}
+
+/**
+ * A warning when the worker imports loom_compute from another place than this repository's
+ * python/src (an editable install of another checkout, an old wheel): the Python side would then
+ * run other code than the TypeScript side it talks to, without any error.
+ */
+export function otherCheckoutWarning(importedFrom: string, repo: string): string | null {
+  const ours = join(repo, 'python', 'src', 'loom_compute');
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  if (real(importedFrom) === real(ours)) return null;
+  return (
+    `loom_compute is imported from ${importedFrom}, not from this repository (${ours}): ` +
+    'the worker runs another checkout\'s Python code; reinstall (`make setup`) or set PYTHONPATH=' + join(repo, 'python', 'src')
+  );
 }
 
 function firstLine(text: string): string {
@@ -153,6 +181,7 @@ export function formatDoctorReport(report: DoctorReport): string {
     out.push(table(rows));
   }
   out.push('');
+  if (report.warnings.length > 0) out.push(`Warnings:\n${report.warnings.map((w) => `  - ${w}`).join('\n')}`, '');
   out.push(report.ok ? 'Everything Loom needs is in place.' : `Problems:\n${report.problems.map((p) => `  - ${firstLine(p)}`).join('\n')}`);
   return out.join('\n');
 }

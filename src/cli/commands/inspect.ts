@@ -21,9 +21,11 @@ export function registerInspect(program: Command): void {
     .summary('count samples, bad samples by reason, caption and image-size histograms')
     .description(
       [
-        'Read WebDataset shards (img2dataset/DataComp layout: {key}.jpg|png|webp, {key}.txt, {key}.json) and report ' +
-          'samples ok, bad samples by reason with examples (file, key, why), image formats, caption length histograms ' +
-          '(characters and words) and image width/height histograms.',
+        'Read WebDataset shards (img2dataset/DataComp layout: {key}.jpg|png|webp, {key}.txt, {key}.json; the .json ' +
+          'is optional) and report samples ok, bad samples by reason with examples (file, key, why), image formats, ' +
+          'caption length histograms (characters and words) and image width/height histograms.',
+        "Beside Loom's own bad-sample counts it shows what the producer lost before writing the tars: the sums of " +
+          "img2dataset's {:08d}_stats.json sidecars (failed_to_download, failed_to_resize, status_dict).",
         'Every image is fully decoded unless --no-decode (then only its header is checked, which is much faster).',
         "SHARDS are files, directories (all *.tar inside, sorted) or brace ranges such as 'data/{00000000..00000009}.tar' " +
           '(quote them so the shell leaves the braces alone).',
@@ -74,6 +76,7 @@ function humanReport(r: InspectReport): string {
       for (const e of entry.examples) lines.push(`      ${e.shard} ${e.key === null ? '(file)' : `key ${e.key}`}: ${e.detail}`);
     }
   }
+  lines.push(...upstreamBlock(r));
   const shardsWithBad = r.perShard.filter((s) => s.bad > 0);
   if (r.perShard.length > 1 && shardsWithBad.length > 0) {
     lines.push('', 'Shards with bad samples:');
@@ -85,6 +88,27 @@ function humanReport(r: InspectReport): string {
   lines.push(histogramBlock('Image width (px)', r.imageWidth));
   lines.push(histogramBlock('Image height (px)', r.imageHeight));
   return lines.join('\n');
+}
+
+/** The producer's losses (img2dataset's _stats.json), which never reached the tars. */
+function upstreamBlock(r: InspectReport): string[] {
+  const u = r.upstream;
+  if (u.shardsWithStats === 0) return [];
+  const lines = ['', `Before the shards were written (producer's _stats.json, ${fmt(u.shardsWithStats)} of ${r.shards} shards):`];
+  lines.push(
+    table([
+      ['attempted', fmt(u.count)],
+      ['written', fmt(u.successes)],
+      ['failed_to_download', fmt(u.failed_to_download)],
+      ['failed_to_resize', fmt(u.failed_to_resize)],
+    ]),
+  );
+  const statuses = Object.entries(u.status).filter(([name]) => name !== 'success').sort((a, b) => b[1] - a[1]);
+  if (statuses.length > 0) {
+    lines.push('  status_dict (top 10):');
+    for (const [name, n] of statuses.slice(0, 10)) lines.push(`      ${name}: ${fmt(n)}`);
+  }
+  return lines;
 }
 
 function histogramBlock(title: string, h: HistogramSummary): string {

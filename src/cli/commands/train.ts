@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { LoomError, EXIT_USAGE } from '../errors.js';
 import { integerOption } from '../options.js';
+import { checkPackedDir } from '../packedDir.js';
 import { printSummary, table } from '../output.js';
 import { addRunConfigOptions, resolveRunConfigOptions, type RunConfigCliOptions } from '../runConfigOptions.js';
 import { loadRunConfigFile, validateRunConfig } from '../../config/resolve.js';
@@ -252,6 +253,7 @@ function requirePackedDir(config: RunConfig): void {
   if (!existsSync(packed) || !statSync(packed).isDirectory()) {
     throw new LoomError(`data.packed ${packed} is not a directory (it should be the output of \`loom pack\`)`, EXIT_USAGE);
   }
+  checkPackedDir(packed);
 }
 
 /** The `step_*` checkpoint directories under `dir`, sorted (none when `dir` does not exist). */

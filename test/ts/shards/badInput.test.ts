@@ -57,7 +57,6 @@ const EXPECTED_BAD_CHEAP: Array<[string, string | null]> = [
   ['missing_caption', 'mc'],
   ['empty_caption', 'ec'],
   ['empty_caption', 'wc'],
-  ['missing_json', 'mj'],
   ['invalid_json', 'ij'],
   ['invalid_json', 'ja'],
   ['invalid_uid', 'iu'],
@@ -77,7 +76,7 @@ test('bad samples are skipped with reason and key; good samples around them are 
     const items = await readAll([path]);
     assert.deepEqual(badList(items), EXPECTED_BAD_CHEAP);
     // Without a full decode the truncated JPEG's header is intact, so it is trusted.
-    assert.deepEqual(goodKeys(items), ['g0', 'g1', 't1', 'g2', 'g3', 'g4', 'dir/g5']);
+    assert.deepEqual(goodKeys(items), ['g0', 'g1', 't1', 'g2', 'mj', 'g3', 'g4', 'dir/g5']);
     for (const item of items) if (item.kind === 'bad') assert.equal(item.bad.shard, path);
   });
 });
@@ -90,7 +89,7 @@ test('a full decode also catches the truncated JPEG, in the same order', async (
     const expected = [...EXPECTED_BAD_CHEAP];
     expected.splice(1, 0, ['truncated_image', 't1']);
     assert.deepEqual(badList(items), expected);
-    assert.deepEqual(goodKeys(items), ['g0', 'g1', 'g2', 'g3', 'g4', 'dir/g5']);
+    assert.deepEqual(goodKeys(items), ['g0', 'g1', 'g2', 'mj', 'g3', 'g4', 'dir/g5']);
   });
 });
 
@@ -107,6 +106,10 @@ test('good samples carry uid, caption, json and image size', async () => {
     assert.deepEqual(byKey.get('g1')!.imageInfo, { width: 20, height: 10 });
     assert.deepEqual(byKey.get('g2')!.imageInfo, { width: 24, height: 16 });
     assert.equal(byKey.get('g4')!.image.ext, 'jpg');
+    // image + .txt and no .json: a good sample with {} metadata and the derived uid
+    assert.deepEqual(byKey.get('mj')!.json, {});
+    assert.equal(byKey.get('mj')!.uid, deriveUid(path, 'mj'));
+    assert.equal(byKey.get('mj')!.caption, 'no json here');
   });
 });
 

@@ -23,12 +23,20 @@ from pathlib import Path
 
 from PIL import Image
 
+from loom_compute.images_limit import MAX_IMAGE_PIXELS
+
 IMAGE_FIELDS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
 SAMPLE_FIELDS = frozenset([*IMAGE_FIELDS, "txt", "json"])
 PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 # webdataset's base_plus_ext, as src/shards/keys.ts MEMBER_NAME_RE.
 MEMBER_NAME_RE = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$", re.DOTALL)
 UID_RE = re.compile(r"^[0-9a-f]{32}$")
+# The key rule of src/shards/keys.ts (keyProblem, extensionProblem): what the writer cannot
+# store is an `unsafe_key` at read time, so one hostile name never aborts a reshard.
+MAX_KEY_BYTES = 512
+MAX_KEY_PART_BYTES = 200
+_CONTROL_OR_BACKSLASH = re.compile(r"[\x00-\x1f\x7f\\]")
+_NOT_UTF8 = re.compile("[\ufffd\ud800-\udfff]")
 BLOCK = 512
 DECODE_WINDOW_PER_WORKER = 4  # images in flight per decode thread
 END_OF_ARCHIVE = 2 * BLOCK
@@ -72,6 +80,42 @@ def is_valid_uid(value: object) -> bool:
     return isinstance(value, str) and UID_RE.fullmatch(value) is not None
 
 
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot be written as a sample key, or None; src/shards/keys.ts `keyProblem`."""
+    if key == "":
+        return "the key is empty"
+    shown = json.dumps(key, ensure_ascii=False)
+    if _CONTROL_OR_BACKSLASH.search(key):
+        return f"key {shown} contains a control character or backslash"
+    # tarfile decodes names with surrogateescape; Node gives U+FFFD: both mean "not UTF-8".
+    if _NOT_UTF8.search(key):
+        return f"key {json.dumps(key)} is not valid UTF-8"
+    if key.startswith("/"):
+        return f"key {shown} is an absolute path"
+    parts = key.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return f'key {shown} has an empty, "." or ".." path part'
+    if "." in parts[-1]:
+        return f"key {shown} contains a dot in its last part (the first dot there separates key and extension)"
+    size = len(key.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        return f"key of {size} bytes is longer than {MAX_KEY_BYTES} bytes (starts {json.dumps(key[:40], ensure_ascii=False)})"
+    if any(len(part.encode("utf-8")) > MAX_KEY_PART_BYTES for part in parts):
+        return f"key {shown} has a path part longer than {MAX_KEY_PART_BYTES} bytes"
+    return None
+
+
+def extension_problem(ext: str) -> str | None:
+    """Why a member extension cannot be written, or None; src/shards/keys.ts `extensionProblem`."""
+    if ext == "":
+        return "has an empty extension"
+    if "/" in ext or _CONTROL_OR_BACKSLASH.search(ext):
+        return f'{json.dumps(ext)}: an extension cannot hold "/", a backslash or a control character'
+    if _NOT_UTF8.search(ext):
+        return f"{json.dumps(ext)}: the extension is not valid UTF-8"
+    return None
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """transformers.image_transforms.convert_to_rgb for PIL images: alpha goes on white."""
     if image.mode == "RGB":
@@ -82,21 +126,45 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def decode_image(data: bytes, ext: str) -> tuple[Image.Image | None, str, str]:
-    """(RGB image, "", "") or (None, reason, detail); reason is corrupt_image or truncated_image."""
+    """(RGB image, "", "") or (None, reason, detail); reason is corrupt_image, truncated_image or
+    image_too_large (judged from the header, before any pixel is decoded)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning and EXIF chatter
             with Image.open(io.BytesIO(data)) as image:
                 if image.format != PIL_FORMATS[ext]:
                     return None, "corrupt_image", f"the bytes are {image.format or 'not an image'}, not {PIL_FORMATS[ext]}"
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    return None, "image_too_large", _too_large(width, height)
                 image.load()
                 return to_rgb(image), "", ""
     except OSError as exc:
         text = str(exc)
         reason = "truncated_image" if "truncated" in text.lower() or "broken data stream" in text else "corrupt_image"
         return None, reason, text
-    except (ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        # PIL refuses at open (over twice the limit), before the format could be compared; the TS
+        # header check compares it first, so a mislabelled one stays corrupt_image there too.
+        if _signature_format(data) != ext:
+            return None, "corrupt_image", f"the bytes are not {PIL_FORMATS[ext]}"
+        return None, "image_too_large", str(exc)
+    except (ValueError, SyntaxError) as exc:
         return None, "corrupt_image", str(exc) or type(exc).__name__
+
+
+def _signature_format(data: bytes) -> str | None:
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _too_large(width: int, height: int) -> str:
+    return f"{width}x{height} is {width * height} pixels, more than the limit of {MAX_IMAGE_PIXELS}"
 
 
 @dataclass
@@ -135,6 +203,12 @@ def _judge(group: _Group, shard: Path, seen: set[str]) -> Iterator[BadSample | _
     def bad(reason: str, detail: str) -> BadSample:
         return BadSample(key, reason, detail)
 
+    unsafe = key_problem(key) or next(
+        (f"member extension {p}" for p in (extension_problem(m.name[len(key) + 1 :]) for m in plain) if p), None
+    )
+    if unsafe:
+        yield bad("unsafe_key", f"{unsafe}; members {_names(plain)} skipped")
+        return
     if key in seen:
         yield bad("duplicate_key", f"key already seen earlier in this shard; members {_names(plain)} skipped")
         return
@@ -159,15 +233,16 @@ def _judge(group: _Group, shard: Path, seen: set[str]) -> Iterator[BadSample | _
     if caption.strip() == "":
         yield bad("empty_caption", f"{txt.name} is {'empty' if caption == '' else 'only whitespace'}")
         return
-    if meta_member is None:
-        yield bad("missing_json", f"no .json member (has {_names(plain)})")
-        return
-    try:
-        meta = json.loads(meta_member.data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        yield bad("invalid_json", f"{meta_member.name} does not parse: {exc}")
-        return
+    # No .json is fine (image + .txt caption sets): metadata {} and a derived uid, as the TS reader.
+    meta: object = {}
+    if meta_member is not None:
+        try:
+            meta = json.loads(meta_member.data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            yield bad("invalid_json", f"{meta_member.name} does not parse: {exc}")
+            return
     if not isinstance(meta, dict):
+        assert meta_member is not None
         yield bad("invalid_json", f"{meta_member.name} holds {type(meta).__name__}, not an object")
         return
     if "uid" not in meta:
@@ -199,6 +274,8 @@ class _Undecoded:
 
 
 def _has_all_parts(group: _Group) -> bool:
+    """Image, caption and json (at a cut; a json-less sample is not kept there, as in TS: its
+    .json may be what the cut took)."""
     exts = {m.ext for m in group.members}
     return "txt" in exts and "json" in exts and any(e in exts for e in IMAGE_FIELDS)
 

@@ -155,5 +155,21 @@ class JsonMetadataReader(FileSystemReader):
             metadata = metadata_from_json(data)
         except (KeyError, TypeError, ValueError) as exc:
             raise LoomComputeError(f"{path}: malformed checkpoint index ({exc!r})") from None
+        _confine_storage(metadata, Path(self.path), path)
         metadata.storage_meta.load_id = self.load_id
         return metadata
+
+
+def _confine_storage(metadata: Metadata, folder: Path, index_file: Path) -> None:
+    """Refuses a ``relative_path`` that leaves the checkpoint folder: DCP joins it to the folder
+    and reads it, so a crafted index could make a load read any file the user can read."""
+    root = folder.resolve()
+    for index, info in (metadata.storage_data or {}).items():
+        rel = info.relative_path
+        where = f"{index_file}: entry {index.fqn!r} names the file {rel!r}"
+        if not isinstance(rel, str) or rel == "" or "\0" in rel:
+            raise LoomComputeError(f"{where}, which is not a file name")
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise LoomComputeError(f"{where}, outside the checkpoint folder {folder}")
+        if not (root / rel).resolve().is_relative_to(root):
+            raise LoomComputeError(f"{where}, which resolves outside the checkpoint folder {folder} (a link?)")
