@@ -3,9 +3,9 @@
 // counted sample (docs/formats.md, "Packing: bad samples"), not a dead job.
 import type { RunConfig } from '../config/schema.js';
 import { MAX_IMAGE_PIXELS } from '../images/image.js';
-import { decodeWithSharp } from '../shards/decode.js';
+import { sharpDecode } from '../shards/decode.js';
 import { readImageHeader } from '../shards/imageHeader.js';
-import { FailureRetryGate } from './sharpGate.js';
+import { sharpGate } from '../images/sharpGate.js';
 import { prepareDocumentImage } from './sample.js';
 
 /** Why a sample's image was skipped; the names the shard reader uses where it has one. */
@@ -30,16 +30,14 @@ export function imageHeaderVerdict(data: Uint8Array): ImageVerdict {
   return { ok: true, width: header.width, height: header.height };
 }
 
-const gate = new FailureRetryGate();
-
 /** The JPEG for the packed shard, or why not (header, then a full prepare; see imageHeaderVerdict). */
 export async function prepareImageOrSkip(config: RunConfig, data: Buffer): Promise<PreparedImage> {
   const header = imageHeaderVerdict(data);
   if (!header.ok) return header;
   try {
-    return { ok: true, jpeg: await gate.together(() => prepareDocumentImage(config, data)) };
+    return { ok: true, jpeg: await sharpGate.together(() => prepareDocumentImage(config, data)) };
   } catch {
-    return gate.exclusively(async () => {
+    return sharpGate.exclusively(async () => {
       let message: string;
       try {
         return { ok: true, jpeg: await prepareDocumentImage(config, data) };
@@ -48,7 +46,7 @@ export async function prepareImageOrSkip(config: RunConfig, data: Buffer): Promi
       }
       // The reader's full decode names the reason exactly as `loom inspect` would; when the
       // pixels decode but resizing or encoding failed, the prepare error is the detail.
-      const decoded = await decodeWithSharp(data);
+      const decoded = await sharpDecode(data); // already alone: the gate is held
       if (!decoded.ok) return decoded;
       if (/pixel limit/i.test(message)) return { ok: false, reason: 'image_too_large', detail: message };
       return { ok: false, reason: 'image_prepare_failed', detail: message };

@@ -4,6 +4,7 @@
 // cleanly, never reject one; everything else, and every JPEG it did not accept, goes to sharp.
 import sharp from 'sharp';
 import { sharedDecodePool } from './decodePool.js';
+import { sharpGate } from '../images/sharpGate.js';
 
 export type DecodeResult =
   | { ok: true; width: number; height: number }
@@ -24,52 +25,17 @@ export async function decodeImage(data: Uint8Array): Promise<DecodeResult> {
   return decodeWithSharp(data);
 }
 
-/**
- * Lets sharp decodes run together, but runs a failed one again alone. libvips keeps a single
- * error buffer per process: when two decodes fail at once, one takes both messages and the
- * other reports "Unknown error" (so truncated_image could read corrupt_image). Success does
- * not depend on that buffer; failures are rare, so pausing for them costs little.
- */
-class FailureRetryGate {
-  private running = 0;
-  private alone: Promise<void> | null = null;
-  private idle: Array<() => void> = [];
-
-  async together<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.alone) await this.alone;
-    this.running++;
-    try {
-      return await fn();
-    } finally {
-      if (--this.running === 0) for (const wake of this.idle.splice(0)) wake();
-    }
-  }
-
-  async exclusively<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.alone) await this.alone;
-    let release!: () => void;
-    this.alone = new Promise((resolve) => (release = resolve));
-    try {
-      if (this.running > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
-      return await fn();
-    } finally {
-      this.alone = null;
-      release();
-    }
-  }
-}
-
-const gate = new FailureRetryGate();
 
 /** Decodes every pixel with sharp. failOn 'error' rejects truncated data and decoder errors but
  *  tolerates warnings (e.g. libjpeg's "extraneous bytes before marker"), which real-world JPEGs
  *  often carry. */
 export async function decodeWithSharp(data: Uint8Array): Promise<DecodeResult> {
-  const first = await gate.together(() => sharpDecode(data));
-  return first.ok ? first : gate.exclusively(() => sharpDecode(data));
+  const first = await sharpGate.together(() => sharpDecode(data));
+  return first.ok ? first : sharpGate.exclusively(() => sharpDecode(data));
 }
 
-async function sharpDecode(data: Uint8Array): Promise<DecodeResult> {
+/** One sharp decode, outside the gate: only for callers already holding sharpGate.exclusively. */
+export async function sharpDecode(data: Uint8Array): Promise<DecodeResult> {
   // A Buffer view, not a copy: sharp words some errors by input type ("Input Buffer is empty").
   const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   try {

@@ -1,9 +1,9 @@
 // Lets sharp calls run together, but runs a failed one again alone. libvips keeps one error
 // buffer per process: when two calls fail at once, one takes both messages and the other reports
-// "Unknown error", so a failure's reason would depend on timing and a rerun of a pack could count
-// it differently. Success does not depend on that buffer; failures are rare, so pausing costs
-// little. (src/shards/decode.ts has the same gate for the reader's decodes.)
-export class FailureRetryGate {
+// "Unknown error" (so truncated_image could read corrupt_image, and a rerun of a pack could count
+// a sample differently). Success does not depend on that buffer; failures are rare, so pausing
+// costs little. The buffer is per process, so there is one gate per process: `sharpGate`.
+class FailureRetryGate {
   private running = 0;
   private alone: Promise<void> | null = null;
   private idle: Array<() => void> = [];
@@ -31,3 +31,6 @@ export class FailureRetryGate {
     }
   }
 }
+
+/** The process's one gate: the shard reader's decodes and pack's image preparation share it. */
+export const sharpGate = new FailureRetryGate();
