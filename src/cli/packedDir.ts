@@ -1,19 +1,22 @@
 // Is a folder the output of `loom pack`? Checked before the trainer starts, so that pointing
 // --packed at raw shards or an empty folder is one clear line, not a Python traceback after
 // the worker (and maybe torchrun) has started.
-import { closeSync, openSync, readdirSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { LoomError, EXIT_USAGE } from './errors.js';
 import { PACK_META_MEMBER } from '../pack/packedShard.js';
+import { PACK_REPORT_FILE } from '../pack/run.js';
 
-/** The packed shards the trainer will list: {digits}.tar, as loom_compute.data.loader does. */
-const PACKED_NAME_RE = /^\d+\.tar$/;
+/** The packed shards the trainer lists (loom_compute.train.trainer.packed_shards): w*\/*.tar. */
+const WINDOW_DIR_RE = /^w\d+$/;
+const SHARD_NAME_RE = /^\d+\.tar$/;
 
-/** Throws a LoomError naming `dir` unless it holds packed shards, each starting with the pack header. */
+/** Throws a LoomError naming `dir` unless it is a finished pack whose shards start with the pack header. */
 export function checkPackedDir(dir: string): void {
-  const shards = readdirSync(dir).filter((n) => PACKED_NAME_RE.test(n)).sort();
+  const windows = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() && WINDOW_DIR_RE.test(e.name));
+  const shards = windows.flatMap((w) => readdirSync(join(dir, w.name)).filter((n) => SHARD_NAME_RE.test(n)).map((n) => join(w.name, n))).sort();
   if (shards.length === 0) {
-    throw new LoomError(`--packed ${dir}: no packed shards ({:08d}.tar) in this folder; it should be the output of \`loom pack\``, EXIT_USAGE);
+    throw new LoomError(`--packed ${dir}: no packed shards (w*/{:08d}.tar) in this folder; it should be the output of \`loom pack\``, EXIT_USAGE);
   }
   for (const name of shards) {
     const first = firstMemberName(join(dir, name));
@@ -24,6 +27,9 @@ export function checkPackedDir(dir: string): void {
         'raw image-caption shards must go through `loom pack` first',
       EXIT_USAGE,
     );
+  }
+  if (!existsSync(join(dir, PACK_REPORT_FILE))) {
+    throw new LoomError(`--packed ${dir}: the pack is not finished (no ${PACK_REPORT_FILE}); rerun the same \`loom pack\` command to complete it`, EXIT_USAGE);
   }
 }
 
