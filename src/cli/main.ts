@@ -1,6 +1,6 @@
 // The `loom` command: one sub-command per pipeline stage (see docs/architecture.md).
 import { Command, CommanderError } from 'commander';
-import { LoomError, EXIT_FAILURE } from './errors.js';
+import { LoomError, EXIT_FAILURE } from '../util/errors.js';
 import { registerConfig } from './commands/config.js';
 import { registerCurate } from './commands/curate.js';
 import { registerDemo } from './commands/demo.js';

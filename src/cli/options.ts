@@ -1,5 +1,5 @@
 // Parsing numeric command-line options the same way in every command.
-import { LoomError, EXIT_USAGE } from './errors.js';
+import { LoomError, EXIT_USAGE } from '../util/errors.js';
 
 /** A whole number >= `min` written in decimal digits; anything else is a usage error naming the flag. */
 export function integerOption(text: string, flag: string, min: number): number {

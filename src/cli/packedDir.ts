@@ -3,7 +3,7 @@
 // the worker (and maybe torchrun) has started.
 import { closeSync, existsSync, openSync, readdirSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { LoomError, EXIT_USAGE } from './errors.js';
+import { LoomError, EXIT_USAGE } from '../util/errors.js';
 import { PACK_META_MEMBER } from '../pack/packedShard.js';
 import { PACK_REPORT_FILE } from '../pack/run.js';
 

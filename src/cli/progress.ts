@@ -1,27 +1,16 @@
 // Progress reporting for long work. Bars go to stderr so stdout stays clean for `--json`
 // summaries; when stderr is not a terminal (CI, logs) a plain line is printed every few seconds.
 import cliProgress from 'cli-progress';
+import type { Progress, ProgressDisplay } from '../util/progress.js';
 
-export interface Progress {
-  /** Adds `n` finished units (default 1). */
-  tick(n?: number): void;
-  /** Sets the absolute number of finished units (e.g. from a worker's progress event). */
-  update(done: number, total?: number): void;
-  /** Closes the bar and prints a final line. */
-  stop(): void;
-}
-
-export interface ProgressOptions {
+export interface ProgressOptions extends ProgressDisplay {
   /** Print nothing at all (tests, nested work). */
   silent?: boolean;
-  /** Unit shown after the rate, e.g. "samples". */
-  unit?: string;
   /** Seconds between plain lines when stderr is not a TTY. */
   plainIntervalS?: number;
-  /** Extra text shown at the end of the bar and of plain lines (e.g. the latest loss); read at every update. */
-  suffix?: () => string;
 }
 
+/** The CLI's display for progress (a StartProgress, see src/util/progress.ts). */
 export function startProgress(label: string, total: number | undefined, options: ProgressOptions = {}): Progress {
   if (options.silent) return { tick() {}, update() {}, stop() {} };
   const unit = options.unit ?? 'items';

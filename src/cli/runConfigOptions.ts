@@ -1,7 +1,7 @@
 // The options every command that needs a run config shares: either --config FILE, or a config
 // resolved from --preset/--stage/--name with --file and --set overrides (docs/architecture.md).
 import type { Command } from 'commander';
-import { LoomError, EXIT_USAGE } from './errors.js';
+import { LoomError, EXIT_USAGE } from '../util/errors.js';
 import { loadRunConfigFile, readJsonFile, resolveRunConfig } from '../config/resolve.js';
 import { PRESETS, STAGES, type RunConfig } from '../config/schema.js';
 

@@ -1,7 +1,7 @@
 // Local files a config names, checked when the config is made: a typo in a path should fail at
 // `loom config init`, naming the key, not minutes later inside pack or the trainer.
 import { statSync } from 'node:fs';
-import { LoomError } from '../cli/errors.js';
+import { LoomError } from '../util/errors.js';
 import type { RunConfig } from './schema.js';
 
 /** Throws a LoomError when tokenizer.path names no readable file. */

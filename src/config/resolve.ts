@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
-import { LoomError } from '../cli/errors.js';
+import { LoomError } from '../util/errors.js';
 import { presetDefaults } from './presets.js';
 import { RunConfigSchema, PRESETS, STAGES, type RunConfig } from './schema.js';
 

@@ -3,9 +3,8 @@
 // (histograms, truth), optionally reshard. Every step resumes: a rerun skips what is done.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { LoomError, EXIT_USAGE } from '../cli/errors.js';
+import { LoomError, EXIT_USAGE } from '../util/errors.js';
 import { formatCommand, runWorker, workerCommand, type LauncherOptions } from '../protocol/worker.js';
-import { startProgress } from '../cli/progress.js';
 import { listShards } from '../shards/reader.js';
 import { samplesFromStats } from '../shards/stats.js';
 import { neededColumns, parseRule, SCORER_NAME_RE } from '../select/rule.js';
@@ -15,6 +14,7 @@ import { readTruthKinds, truthReportOf, type TruthReport } from '../select/truth
 import { readUidNpy } from '../select/uidNpy.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { withOutputDir } from '../util/outputDir.js';
+import { noProgress, type StartProgress } from '../util/progress.js';
 import { scoreHistogram, writeHistogramPng } from './histogram.js';
 
 export interface CurateOptions {
@@ -38,8 +38,10 @@ export interface CurateOptions {
   nprocPerNode?: number;
   truth?: boolean;
   reshard?: boolean;
-  /** Print nothing but warnings (the demo draws its own steps); bars and worker logs otherwise. */
+  /** Print nothing but warnings (the demo draws its own steps); progress and worker logs otherwise. */
   silent?: boolean;
+  /** Shows the progress of each step (the CLI passes its bars); nothing is shown without it. */
+  startProgress?: StartProgress;
 }
 
 export interface ScorerRun {
@@ -95,13 +97,14 @@ export async function runCurate(o: CurateOptions): Promise<CurateSummary> {
   const nproc = o.nprocPerNode ?? 1;
   const launcher: LauncherOptions | undefined = nproc > 1 ? { nprocPerNode: nproc } : undefined;
   const silent = o.silent ?? false;
+  const startProgress = silent ? noProgress : (o.startProgress ?? noProgress);
   // Earlier runs' own outputs are adopted (they predate ownership markers); anything else is refused.
   const adopt = (names: string[]) => names.includes('curate.json') || names.includes('scores') || names.includes('filter');
   return withOutputDir(out, { command: 'curate', adopt }, async () => {
     const started = Date.now();
     const run = (options: Parameters<typeof runWorker>[0]) => {
       if (!silent) process.stderr.write(`$ ${formatCommand(workerCommand(options))}\n`);
-      return runWorker({ ...options, silent });
+      return runWorker({ ...options, silent, startProgress });
     };
 
     let filter: Record<string, unknown> | null = null;
@@ -133,7 +136,7 @@ export async function runCurate(o: CurateOptions): Promise<CurateSummary> {
     }
 
     const onWarning = (m: string) => process.stderr.write(`loom: warning: ${m}\n`);
-    const selectBar = startProgress('select', undefined, { unit: 'rows', silent });
+    const selectBar = startProgress('select', undefined, { unit: 'rows' });
     const selection = await runSelect({ scoresDir, rule: o.rule, out: join(out, 'selection'), onProgress: (done, total) => selectBar.update(done, total), onWarning }).finally(() => selectBar.stop());
     let truth: TruthReport | null = null;
     let kinds: Map<string, string> | undefined;
@@ -154,7 +157,7 @@ export async function runCurate(o: CurateOptions): Promise<CurateSummary> {
     }
     let reshard: ReshardSummary | null = null;
     if (o.reshard) {
-      const bar = startProgress('reshard', await samplesFromStats(shards), { unit: 'samples', silent });
+      const bar = startProgress('reshard', await samplesFromStats(shards), { unit: 'samples' });
       reshard = await runReshard({ shards, selection: selection.output.npy, out: join(out, 'shards'), onProgress: () => bar.tick(), onWarning }).finally(() => bar.stop());
     }
 

@@ -7,7 +7,7 @@
 // shards stream out without holding their sequences in memory.
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LoomError } from '../cli/errors.js';
+import { LoomError } from '../util/errors.js';
 import type { RunConfig, Stage } from '../config/schema.js';
 import { imageTokensPerImage } from '../config/schema.js';
 import { readImageHeader } from '../shards/imageHeader.js';

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { LoomError } from '../cli/errors.js';
+import { LoomError } from '../util/errors.js';
 import type { RunConfig } from '../config/schema.js';
 import { readShards, listShards } from '../shards/reader.js';
 import { samplesFromStats } from '../shards/stats.js';

@@ -1,5 +1,5 @@
 // The exact command line that starts a compute worker, and how it is shown to the user.
-import { LoomError, EXIT_USAGE } from '../cli/errors.js';
+import { LoomError, EXIT_USAGE } from '../util/errors.js';
 import { pythonExecutable } from '../util/paths.js';
 
 /** How to start several worker processes with torchrun (one per GPU, optionally several nodes). */

@@ -1,11 +1,11 @@
 // Runs a Python compute worker and follows its JSON Lines events (docs/architecture.md,
-// "Process protocol"): progress becomes a progress bar, logs and the worker's stderr reach
+// "Process protocol"): progress goes to the caller's progress display, logs and the worker's stderr reach
 // our stderr, and the outcome becomes either the `done` summary or one clear LoomError.
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { createInterface } from 'node:readline';
-import { LoomError, EXIT_FAILURE } from '../cli/errors.js';
-import { startProgress, type Progress } from '../cli/progress.js';
+import { LoomError, EXIT_FAILURE } from '../util/errors.js';
+import { noProgress, type Progress, type StartProgress } from '../util/progress.js';
 import { pythonExecutable } from '../util/paths.js';
 import { workerCommand, type WorkerCommandOptions } from './command.js';
 import { parseWorkerEvent, type WorkerEvent } from './events.js';
@@ -19,11 +19,13 @@ export interface WorkerOptions extends WorkerCommandOptions {
   /** Added to our own environment (PYTHONUNBUFFERED=1 is always set). */
   env?: Record<string, string>;
   cwd?: string;
-  /** Label of the progress bar; default the verb. */
+  /** Shows the worker's progress events (the CLI passes its bars); nothing is shown without it. */
+  startProgress?: StartProgress;
+  /** Label of the progress display; default the verb. */
   progressLabel?: string;
-  /** Text shown after the progress bar (e.g. the latest loss), read at every update. */
+  /** Text shown after the progress (e.g. the latest loss), read at every update. */
   progressSuffix?: () => string;
-  /** Print nothing (no bar, logs or forwarded stderr); stderr is still kept for error messages. */
+  /** Print nothing (no progress, logs or forwarded stderr); stderr is still kept for error messages. */
   silent?: boolean;
   onEvent?: (e: WorkerEvent) => void;
 }
@@ -111,7 +113,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       case 'progress': {
         if (!progress) {
           const unit = typeof event.unit === 'string' ? event.unit : undefined;
-          progress = startProgress(options.progressLabel ?? verb, event.total, { silent, unit, suffix: options.progressSuffix });
+          const start = silent ? noProgress : (options.startProgress ?? noProgress);
+          progress = start(options.progressLabel ?? verb, event.total, { unit, suffix: options.progressSuffix });
         }
         progress.update(event.done, event.total);
         break;

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { LoomError } from '../cli/errors.js';
+import { LoomError } from '../util/errors.js';
 import { isTempPath, writeJsonAtomic } from '../util/atomic.js';
 import { isClaimFile, withOutputDir } from '../util/outputDir.js';
 import { readShards } from '../shards/reader.js';

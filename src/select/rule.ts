@@ -4,7 +4,7 @@
 //   bottom(clip.cosine, 0.1)     the fraction with the lowest values
 //   top(dfn.cosine, 0.15) | mlmf.semantic_understanding >= 85
 // `!` binds tightest, then `&`, then `|`. Errors name the 1-based column and show a caret.
-import { LoomError, EXIT_USAGE } from '../cli/errors.js';
+import { LoomError, EXIT_USAGE } from '../util/errors.js';
 
 export type CompareOp = '>=' | '>' | '<=' | '<' | '==';
 

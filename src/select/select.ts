@@ -5,7 +5,7 @@
 //   the bounded-memory sorter that writes OUT.npy. OUT.json summarises everything.
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { LoomError } from '../cli/errors.js';
+import { LoomError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { evaluateAtom, evaluateTree, TRUE, FALSE, type ResolvedAtom } from './evaluate.js';
 import { neededColumns, parseRule, formatRule, type Atom } from './rule.js';

@@ -5,7 +5,7 @@ import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { parquetMetadata, parquetRead, type Compressors, type FileMetaData } from 'hyparquet';
-import { LoomError } from '../cli/errors.js';
+import { LoomError } from '../util/errors.js';
 import { isTempPath } from '../util/atomic.js';
 import { isValidUid } from '../shards/keys.js';
 

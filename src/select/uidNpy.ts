@@ -3,7 +3,7 @@
 // ascending and unique. The header is exactly what np.save writes (padded to 128 bytes), and its
 // length does not depend on the row count, so a streaming writer can fill the count in last.
 import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
-import { LoomError } from '../cli/errors.js';
+import { LoomError } from '../util/errors.js';
 import { tempPathFor } from '../util/atomic.js';
 import { compareWords, SortedUids, WORDS_PER_UID } from './uidWords.js';
 

@@ -1,7 +1,7 @@
 // Resolves shard specs (a directory, a file, or a brace range) to a list of shard paths.
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LoomError } from '../cli/errors.js';
+import { LoomError } from '../util/errors.js';
 import { isTempPath } from '../util/atomic.js';
 
 const MAX_EXPANSION = 1_000_000;

@@ -2,7 +2,7 @@
 // Each shard is written to a temporary file and renamed when complete; the bytes depend only on
 // the samples (fixed mtime/uid/gid/mode), so the same samples give byte-identical shards.
 import { join } from 'node:path';
-import { LoomError } from '../cli/errors.js';
+import { LoomError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { SerialQueue } from '../util/serialQueue.js';
 import { dottedKeyDot, IMAGE_EXTS, IMAGE_FIELDS, SAMPLE_FIELD_NAMES, type ImageExt, type SampleMember } from './types.js';

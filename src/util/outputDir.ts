@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { LoomError } from '../cli/errors.js';
+import { LoomError } from './errors.js';
 import { writeJsonAtomic } from './atomic.js';
 
 export const OWNER_FILE = '.loom-output.json';

@@ -1,6 +1,6 @@
 // Runs async steps one at a time, in call order: what a writer needs when callers may fire
 // several writes without awaiting each.
-import { LoomError } from '../cli/errors.js';
+import { LoomError } from './errors.js';
 
 export class SerialQueue {
   private chain: Promise<void> = Promise.resolve();

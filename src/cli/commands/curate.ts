@@ -3,9 +3,10 @@
 // precision and recall of removing noise when the data carries ground truth), optionally reshard.
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { LoomError, EXIT_USAGE } from '../errors.js';
+import { LoomError, EXIT_USAGE } from '../../util/errors.js';
 import { integerOption } from '../options.js';
 import { printSummary, table } from '../output.js';
+import { startProgress } from '../progress.js';
 import { runCurate, type CurateSummary } from '../../curate/run.js';
 
 interface CommandOptions {
@@ -99,6 +100,7 @@ export function registerCurate(program: Command): void {
         nprocPerNode: integerOption(opts.nprocPerNode, '--nproc-per-node', 1),
         truth: opts.truth === true,
         reshard: opts.reshard === true,
+        startProgress,
       });
       printSummary(opts, summary, () => human(summary));
     });

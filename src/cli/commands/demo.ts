@@ -16,7 +16,7 @@ import { EVEN_MIX } from '../../synth/noise.js';
 import { TextTokenizer } from '../../tokenize/tokenizer.js';
 import { withOutputDir } from '../../util/outputDir.js';
 import { writeJsonAtomic } from '../../util/atomic.js';
-import { LoomError } from '../errors.js';
+import { LoomError } from '../../util/errors.js';
 import { printSummary, table } from '../output.js';
 import { partsProgress, startProgress } from '../progress.js';
 import { integerOption } from '../options.js';
@@ -158,7 +158,7 @@ async function runDemo(opts: DemoOptions, out: string): Promise<void> {
   const tokens = await tokenStats(config, await listShards(curatedShards));
 
   step(6, 'compute plane: the Python worker validates the same config');
-  const workerOptions = { verb: 'validate-config', configPath, progressLabel: 'validate-config' };
+  const workerOptions = { verb: 'validate-config', configPath, progressLabel: 'validate-config', startProgress };
   process.stderr.write(`$ ${formatCommand(workerCommand(workerOptions))}\n`);
   const worker = await runWorker(workerOptions);
 
@@ -171,7 +171,7 @@ async function runDemo(opts: DemoOptions, out: string): Promise<void> {
   if (!packed.total) throw new LoomError('pack did not finish every window');
 
   step(8, 'compute plane: the training loader reads the packed shards (headers checked against the run)');
-  const readOptions = { verb: 'read-packed', configPath, args: ['--packed', packedDir], progressLabel: 'read-packed' };
+  const readOptions = { verb: 'read-packed', configPath, args: ['--packed', packedDir], progressLabel: 'read-packed', startProgress };
   process.stderr.write(`$ ${formatCommand(workerCommand(readOptions))}\n`);
   const loaderRead = await runWorker(readOptions);
 

@@ -3,8 +3,9 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { LoomError, EXIT_FAILURE } from '../errors.js';
+import { LoomError, EXIT_FAILURE } from '../../util/errors.js';
 import { printSummary, table } from '../output.js';
+import { startProgress } from '../progress.js';
 import { runWorker } from '../../protocol/worker.js';
 import { formatCommand, workerCommand } from '../../protocol/command.js';
 import { pythonExecutable, repoRoot } from '../../util/paths.js';
@@ -69,7 +70,7 @@ export async function collectDoctorReport(options: { silent?: boolean } = {}): P
     ok: false,
   };
   try {
-    const { done } = await runWorker({ verb: 'doctor', python: interpreter, progressLabel: 'checking Python', silent: options.silent });
+    const { done } = await runWorker({ verb: 'doctor', python: interpreter, progressLabel: 'checking Python', startProgress, silent: options.silent });
     python.report = done;
     python.ok = done.ok === true;
   } catch (err) {

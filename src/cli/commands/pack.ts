@@ -1,7 +1,7 @@
 // `loom pack`: tokenize curated pre-training pairs, pack them into fixed-length sequences
 // (exact-fill by default) and write packed shards, a window at a time, resumably, across ranks.
 import type { Command } from 'commander';
-import { LoomError, EXIT_USAGE } from '../errors.js';
+import { LoomError, EXIT_USAGE } from '../../util/errors.js';
 import { printSummary, table } from '../output.js';
 import { startProgress } from '../progress.js';
 import { DEFAULT_WINDOW, rankFromEnv, runPack, type PackSummary, type RunPackResult } from '../../pack/run.js';

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { printSummary, table } from '../output.js';
 import { startProgress } from '../progress.js';
 import { integerOption } from '../options.js';
-import { LoomError, EXIT_USAGE } from '../errors.js';
+import { LoomError, EXIT_USAGE } from '../../util/errors.js';
 import { listShards } from '../../shards/listShards.js';
 import { samplesFromStats } from '../../shards/stats.js';
 import { runReshard, type ReshardSummary, type UpsampleSpec } from '../../select/reshard.js';

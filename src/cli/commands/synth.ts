@@ -1,9 +1,10 @@
 // `loom synth`: renders the bundled synthetic dataset (pre-training pairs with known noise, SFT
 // conversations, a held-out MMBench-style benchmark).
 import type { Command } from 'commander';
-import { LoomError, EXIT_USAGE } from '../errors.js';
+import { LoomError, EXIT_USAGE } from '../../util/errors.js';
 import { printSummary, table } from '../output.js';
-import { startProgress, type Progress } from '../progress.js';
+import { startProgress } from '../progress.js';
+import type { Progress } from '../../util/progress.js';
 import { runSynth, type SynthManifest } from '../../synth/generate.js';
 import { EVEN_MIX, NOISE_KINDS, parseNoiseMix } from '../../synth/noise.js';
 import { integerOption } from '../options.js';

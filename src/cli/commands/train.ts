@@ -3,10 +3,11 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { LoomError, EXIT_USAGE } from '../errors.js';
+import { LoomError, EXIT_USAGE } from '../../util/errors.js';
 import { integerOption } from '../options.js';
 import { checkPackedDir } from '../packedDir.js';
 import { printSummary, table } from '../output.js';
+import { startProgress } from '../progress.js';
 import { addRunConfigOptions, resolveRunConfigOptions, type RunConfigCliOptions } from '../runConfigOptions.js';
 import { loadRunConfigFile, validateRunConfig } from '../../config/resolve.js';
 import type { RunConfig } from '../../config/schema.js';
@@ -316,6 +317,7 @@ export async function runTrainWorker(configPath: string, args: string[], quiet: 
     configPath,
     args,
     ...(launcher ? { launcher } : {}),
+    startProgress,
     progressLabel: 'train',
     progressSuffix: () => monitor.barSuffix(),
     silent: quiet,

@@ -1,7 +1,7 @@
 // Stage commands whose implementation has not landed yet: they are listed in `loom --help` so
 // the pipeline's shape is visible, and they fail clearly instead of pretending to work.
 import type { Command } from 'commander';
-import { LoomError, EXIT_USAGE } from '../errors.js';
+import { LoomError, EXIT_USAGE } from '../../util/errors.js';
 
 const UNBUILT: Array<{ name: string; summary: string; issue?: number }> = [
   { name: 'pack', summary: 'tokenize and pack samples into fixed-length packed shards', issue: 3 },

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { configErrorPaths, resolveRunConfig, validateRunConfig } from '../../../src/config/resolve.js';
 import { presetDefaults } from '../../../src/config/presets.js';
-import { LoomError } from '../../../src/cli/errors.js';
+import { LoomError } from '../../../src/util/errors.js';
 import { repoRoot } from '../../../src/util/paths.js';
 
 const resolveWith = (assignments: string[]) => resolveRunConfig({ preset: 'tiny', stage: 'pretrain', name: 'run', overrides: [], assignments });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
 import { formatCommand, workerCommand } from '../../../src/protocol/command.js';
-import { LoomError } from '../../../src/cli/errors.js';
+import { LoomError } from '../../../src/util/errors.js';
 import { pythonExecutable } from '../../../src/util/paths.js';
 
 test('a plain worker runs as python -m <module> <verb> --config <file> <args>', () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { formatRule, parseRule, neededColumns, type RuleNode } from '../../../src/select/rule.js';
 import { evaluateTree, FALSE, TRUE, UNKNOWN } from '../../../src/select/evaluate.js';
-import { LoomError } from '../../../src/cli/errors.js';
+import { LoomError } from '../../../src/util/errors.js';
 
 test('atoms, functions and precedence: ! binds tightest, then &, then |', () => {
   const r = parseRule('top(dfn.cosine, 0.15) | mlmf.semantic_understanding >= 85 & !clip.cosine < -1e-2');

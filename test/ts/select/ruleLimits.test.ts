@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { formatRule, MAX_RULE_ATOMS, MAX_RULE_DEPTH, parseRule } from '../../../src/select/rule.js';
 import { evaluateTree } from '../../../src/select/evaluate.js';
-import { LoomError } from '../../../src/cli/errors.js';
+import { LoomError } from '../../../src/util/errors.js';
 
 function errorOf(rule: string): LoomError {
   try {

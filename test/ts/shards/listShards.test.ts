@@ -4,7 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { expandBraces, listShards } from '../../../src/shards/listShards.js';
-import { LoomError } from '../../../src/cli/errors.js';
+import { LoomError } from '../../../src/util/errors.js';
 import { withTempDir } from './fixtures.js';
 
 test('a directory lists its .tar files sorted, skipping temp files and other files', async () => {

@@ -1,4 +1,5 @@
-// Errors the user should see as one clear message (no stack trace), and how the CLI exits.
+// Errors the user should see as one clear message (no stack trace), and the exit codes they carry.
+// They live in util/ because every layer throws them; only the CLI catches and prints them.
 
 /** An error caused by the user's input or environment; printed as `loom: error: <message>`. */
 export class LoomError extends Error {
@@ -12,6 +13,5 @@ export class LoomError extends Error {
   }
 }
 
-export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;

@@ -1,0 +1,27 @@
+// How long work reports how far it got. Domain code (workers, curation, the demo) only reports
+// through these types; the CLI supplies the display (src/cli/progress.ts: a bar on a terminal,
+// plain lines in a log), so no domain module depends on the user interface.
+
+/** One running progress display. */
+export interface Progress {
+  /** Adds `n` finished units (default 1). */
+  tick(n?: number): void;
+  /** Sets the absolute number of finished units (e.g. from a worker's progress event). */
+  update(done: number, total?: number): void;
+  /** Closes the display and shows its final state. */
+  stop(): void;
+}
+
+/** What a piece of work tells the display besides its label and total. */
+export interface ProgressDisplay {
+  /** Unit shown after the rate, e.g. "samples". */
+  unit?: string;
+  /** Extra text shown with each update (e.g. the latest loss); read at every update. */
+  suffix?: () => string;
+}
+
+/** Opens a progress display for work named `label` with `total` units (undefined when unknown). */
+export type StartProgress = (label: string, total: number | undefined, display?: ProgressDisplay) => Progress;
+
+/** Shows nothing: the default wherever the caller gave no display (tests, nested work). */
+export const noProgress: StartProgress = () => ({ tick() {}, update() {}, stop() {} });
