@@ -109,28 +109,3 @@ function formatRate(done: number, startedMs: number): string {
   const rate = done / seconds;
   return rate >= 100 ? Math.round(rate).toString() : rate.toFixed(1);
 }
-
-/**
- * One bar per part of a multi-part job, shown one after another (e.g. synth's pretrain, sft and
- * bench parts). Returns the callback to feed and a `stop` for the end.
- */
-export function partsProgress(
-  label: string,
-  units: Record<string, string>,
-  options: ProgressOptions = {},
-): { update: (part: string, done: number, total: number) => void; stop: () => void } {
-  let current: { part: string; bar: Progress } | null = null;
-  return {
-    update(part, done, total) {
-      if (current?.part !== part) {
-        current?.bar.stop();
-        current = { part, bar: startProgress(`${label} ${part}`, total, { ...options, unit: units[part] ?? options.unit }) };
-      }
-      current.bar.update(done, total);
-    },
-    stop() {
-      current?.bar.stop();
-      current = null;
-    },
-  };
-}

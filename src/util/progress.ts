@@ -25,3 +25,28 @@ export type StartProgress = (label: string, total: number | undefined, display?:
 
 /** Shows nothing: the default wherever the caller gave no display (tests, nested work). */
 export const noProgress: StartProgress = () => ({ tick() {}, update() {}, stop() {} });
+
+/**
+ * One display per part of a multi-part job, shown one after another (e.g. synth's pretrain, sft
+ * and bench parts). Returns the callback to feed and a `stop` for the end.
+ */
+export function partsProgress(
+  startProgress: StartProgress,
+  label: string,
+  units: Record<string, string>,
+): { update: (part: string, done: number, total: number) => void; stop: () => void } {
+  let current: { part: string; bar: Progress } | null = null;
+  return {
+    update(part, done, total) {
+      if (current?.part !== part) {
+        current?.bar.stop();
+        current = { part, bar: startProgress(`${label} ${part}`, total, { unit: units[part] }) };
+      }
+      current.bar.update(done, total);
+    },
+    stop() {
+      current?.bar.stop();
+      current = null;
+    },
+  };
+}

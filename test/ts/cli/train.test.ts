@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { repoRoot } from '../../../src/util/paths.js';
 import { formatCommand, runWorker } from '../../../src/protocol/worker.js';
-import { configDifferences, formatMetricLine, renderTrainSummary, TrainMonitor } from '../../../src/cli/commands/train.js';
+import { configDifferences } from '../../../src/train/resume.js';
+import { TrainMonitor } from '../../../src/train/run.js';
+import { formatMetricLine, renderTrainSummary } from '../../../src/cli/render/train.js';
 import { fixture } from '../protocol/helpers.js';
 import { startProgress } from '../../../src/cli/progress.js';
 
@@ -206,7 +208,7 @@ test('the summary shows the worker\'s numbers, derives missing rates, and says h
 
 test('metric events from a real worker become one line each, with the step out of the total', async () => {
   const lines: string[] = [];
-  const monitor = new TrainMonitor((line) => lines.push(line));
+  const monitor = new TrainMonitor((metric, total) => lines.push(formatMetricLine(metric, total)));
   await runWorker(fixture('progress', ['--steps', '3'], { onEvent: monitor.onEvent }));
   assert.deepEqual(lines, [1, 2, 3].map((step) => `train step ${step}/3: loss ${(1 / step).toFixed(4)}`));
   assert.equal(monitor.barSuffix(), `loss ${(1 / 3).toFixed(4)}`);

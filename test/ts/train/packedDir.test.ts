@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../../src/util/paths.js';
-import { checkPackedDir } from '../../../src/cli/packedDir.js';
+import { checkPackedDir } from '../../../src/train/packedDir.js';
 import { buildTar, makeImage, sampleMembers } from '../shards/fixtures.js';
 
 const train = (cwd: string, packed: string) =>

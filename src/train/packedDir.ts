@@ -1,15 +1,28 @@
 // Is a folder the output of `loom pack`? Checked before the trainer starts, so that pointing
 // --packed at raw shards or an empty folder is one clear line, not a Python traceback after
 // the worker (and maybe torchrun) has started.
-import { closeSync, existsSync, openSync, readdirSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LoomError, EXIT_USAGE } from '../util/errors.js';
+import type { RunConfig } from '../config/schema.js';
 import { PACK_META_MEMBER } from '../pack/packedShard.js';
 import { PACK_REPORT_FILE } from '../pack/run.js';
 
 /** The packed shards the trainer lists (loom_compute.train.trainer.packed_shards): w*\/*.tar. */
 const WINDOW_DIR_RE = /^w\d+$/;
 const SHARD_NAME_RE = /^\d+\.tar$/;
+
+/** Throws a LoomError unless the config's data.packed is set and is a finished pack. */
+export function requirePackedDir(config: RunConfig): void {
+  const packed = config.data.packed;
+  if (packed === null) {
+    throw new LoomError('data.packed is not set: give --packed DIR (the output of `loom pack`) or set data.packed in the config', EXIT_USAGE);
+  }
+  if (!existsSync(packed) || !statSync(packed).isDirectory()) {
+    throw new LoomError(`data.packed ${packed} is not a directory (it should be the output of \`loom pack\`)`, EXIT_USAGE);
+  }
+  checkPackedDir(packed);
+}
 
 /** Throws a LoomError naming `dir` unless it is a finished pack whose shards start with the pack header. */
 export function checkPackedDir(dir: string): void {
