@@ -11,7 +11,8 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 export function registerConfig(program: Command): void {
   const config = program
     .command('config')
-    .description('resolve presets into a run config, validate config files, print the JSON Schema');
+    .summary('resolve, validate and export run configs')
+    .description('Resolve presets into a run config, validate config files, print the JSON Schema.');
 
   config
     .command('init')

@@ -31,7 +31,7 @@ interface CommandOptions {
 export function registerCurate(program: Command): void {
   program
     .command('curate')
-    .summary('score shards with CLIP/SigLIP, a filter network trained here and/or MLM-Filter; select, report, reshard')
+    .summary('score, select, report on and reshard shards')
     .description(
       [
         'The curation steps in one command, each resumable (rerun the same command after a kill, with any number of ' +

@@ -190,6 +190,7 @@ export function formatDoctorReport(report: DoctorReport): string {
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
+    .summary('check Node, Python, torch and GPUs for Loom')
     .description(
       'Check this machine for Loom: Node (version, sharp/libvips, the tokenizers binding) and the Python ' +
         'compute worker (interpreter, torch, CUDA devices, bf16, NCCL/gloo, library versions).\n\n' +

@@ -18,7 +18,7 @@ interface InspectCliOptions {
 export function registerInspect(program: Command): void {
   program
     .command('inspect')
-    .summary('count samples, bad samples by reason, caption and image-size histograms')
+    .summary('validate shards: samples, bad ones, histograms')
     .description(
       [
         'Read WebDataset shards (img2dataset/DataComp layout: {key}.jpg|png|webp, {key}.txt, {key}.json; the .json ' +

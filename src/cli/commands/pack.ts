@@ -67,7 +67,7 @@ const HELP = [
 export function registerPack(program: Command): void {
   const command = program
     .command('pack')
-    .summary('tokenize and pack samples into fixed-length packed shards')
+    .summary('tokenize and pack samples into packed shards')
     .description(HELP)
     .requiredOption('--out <dir>', 'output directory (created; rerun into it to resume)');
   addRunConfigOptions(command)

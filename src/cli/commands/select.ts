@@ -25,7 +25,7 @@ interface SelectCliOptions {
 export function registerSelect(program: Command): void {
   program
     .command('select')
-    .summary('apply threshold / top-fraction / union / intersection rules to score sidecars')
+    .summary('keep samples by a rule over score sidecars')
     .description(
       [
         'Read the score sidecars SCORES/{shard}.{scorer}.parquet (written by `loom curate`), keep the samples that ' +

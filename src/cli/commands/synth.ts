@@ -28,6 +28,7 @@ interface SynthCliOptions {
 export function registerSynth(program: Command): void {
   program
     .command('synth')
+    .summary('render the synthetic dataset: pairs, SFT, bench')
     .description(
       'Render the bundled synthetic dataset: shapes on varied backgrounds with accurate captions.\n' +
         'Writes OUT/pretrain/{00000000..}.tar (WebDataset image-caption pairs; a --noise fraction is\n' +

@@ -3,9 +3,8 @@
 import type { Command } from 'commander';
 import { LoomError, EXIT_USAGE } from '../../util/errors.js';
 
-const UNBUILT: Array<{ name: string; summary: string; issue?: number }> = [
-  { name: 'pack', summary: 'tokenize and pack samples into fixed-length packed shards', issue: 3 },
-  { name: 'eval', summary: 'run and score benchmarks (MMBench, SEEDBench, MMStar, MathVista, ...)' },
+const UNBUILT: Array<{ name: string; summary: string; detail: string }> = [
+  { name: 'eval', summary: 'run and score benchmarks', detail: 'Run and score benchmarks (MMBench, SEEDBench, MMStar, MathVista, ...).' },
 ];
 
 export function registerUnbuilt(program: Command, skip: ReadonlySet<string>): void {
@@ -13,12 +12,12 @@ export function registerUnbuilt(program: Command, skip: ReadonlySet<string>): vo
     if (skip.has(stage.name)) continue;
     program
       .command(stage.name)
-      .description(`${stage.summary} [not built yet]`)
+      .summary(`${stage.summary} [not built yet]`)
+      .description(`${stage.detail} [not built yet]`)
       .allowUnknownOption(true)
       .allowExcessArguments(true)
       .action(() => {
-        const where = stage.issue ? `tracked in issue ${stage.issue}` : 'planned in a later issue';
-        throw new LoomError(`'loom ${stage.name}' is not built yet (${where}).`, EXIT_USAGE);
+        throw new LoomError(`'loom ${stage.name}' is not built yet (planned in a later issue).`, EXIT_USAGE);
       });
   }
 }

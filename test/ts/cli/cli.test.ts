@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot } from '../../../src/util/paths.js';
+import { buildProgram } from '../../../src/cli/main.js';
 
 const cli = join(repoRoot(), 'bin', 'loom.js');
 const loom = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
@@ -18,6 +19,25 @@ test('`loom --help` lists every pipeline stage, and each stage has its own --hel
     assert.equal(help.status, 0, `${stage} --help: ${help.stderr}`);
     assert.match(help.stdout, new RegExp(`Usage: loom ${stage}`));
   }
+});
+
+test('`loom --help` lists each command on one line with its summary; the detail is in its own --help', () => {
+  const commands = buildProgram().commands;
+  for (const command of commands) {
+    assert.notEqual(command.summary(), '', `${command.name()} needs .summary(...): without one the list shows its whole description`);
+    assert.notEqual(command.description(), '', `${command.name()} --help needs a description`);
+  }
+  // stdout is a pipe here, so commander wraps at 80 columns: the width of the narrowest usual terminal.
+  const top = loom('--help');
+  assert.equal(top.status, 0, top.stderr);
+  const section = top.stdout.split('\nCommands:\n')[1]?.split('\n\n')[0]?.trimEnd().split('\n') ?? [];
+  const continued = section.filter((line) => !/^ {2}\S/.test(line));
+  assert.deepEqual(continued, [], `a command's summary wraps onto more lines:\n${top.stdout}`);
+  assert.deepEqual(
+    section.map((line) => line.trim().split(' ')[0]),
+    [...commands.map((c) => c.name()), 'help'],
+    'every command is listed, in order',
+  );
 });
 
 test('stages marked "not built yet" in --help exit 2 saying so; built ones are not marked', () => {
