@@ -52,7 +52,7 @@ export async function scoreHistogram(scoresDir: string, scorer: string, column: 
 const COLOURS = ['#1f5fa8', '#d9480f', '#2b8a3e', '#862e9c', '#e67700', '#c2255c', '#0b7285', '#5c940d'];
 
 /** An SVG of the histogram: one outlined step line per kind, a threshold marker when given. */
-export function histogramSvg(h: ScoreHistogram, title: string, threshold?: number): string {
+function histogramSvg(h: ScoreHistogram, title: string, threshold?: number): string {
   const [w, hgt, left, right, top, bottom] = [820, 420, 60, 170, 40, 50];
   const plotW = w - left - right;
   const plotH = hgt - top - bottom;

@@ -52,9 +52,9 @@ export const DEFAULT_PAD_COLOR: Rgb = [127, 127, 127];
 /** transformers' convert_to_rgb composites transparency onto white before the processor sees it. */
 export const DEFAULT_ALPHA_COLOR: Rgb = [255, 255, 255];
 /** High enough that re-encoding adds little next to the web JPEG's own loss. */
-export const DEFAULT_JPEG_QUALITY = 95;
+const DEFAULT_JPEG_QUALITY = 95;
 /** sharp's name for the Catmull-Rom cubic, the closest of its kernels to PIL's BICUBIC. */
-export const RESIZE_KERNEL = 'cubic' as const;
+const RESIZE_KERNEL = 'cubic' as const;
 /**
  * The one pixel limit of the data plane (inspect, pack, Python scoring): larger images are bad
  * samples (`image_too_large`), refused from their header before any pixel is decoded. It is PIL's

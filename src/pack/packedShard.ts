@@ -21,8 +21,8 @@ import { PendingTar } from '../shards/pendingTar.js';
 export const PACK_META_MEMBER = '__loom_pack__.json';
 /** Bytes reserved for the header member's JSON (space-padded, ends in a newline). */
 export const PACK_META_BYTES = 1024;
-export const PACK_FORMAT = 'loom-packed';
-export const PACK_VERSION = 1;
+const PACK_FORMAT = 'loom-packed';
+const PACK_VERSION = 1;
 
 /** One document of a packed sequence: its tokens, loss mask and images in order of appearance. */
 export interface PackedDoc {
@@ -118,7 +118,7 @@ export function imageExt(i: number): string {
 }
 
 /** The header member's bytes: JSON padded with spaces to PACK_META_BYTES, ending in a newline. */
-export function encodePackMeta(meta: PackedShardMeta): Buffer {
+function encodePackMeta(meta: PackedShardMeta): Buffer {
   const json = JSON.stringify(meta);
   if (json.length + 1 > PACK_META_BYTES) throw new Error(`packed shard header needs ${json.length + 1} bytes, only ${PACK_META_BYTES} are reserved`);
   return Buffer.from(json + ' '.repeat(PACK_META_BYTES - json.length - 1) + '\n', 'utf8');
@@ -312,7 +312,7 @@ export class PackedShardWriter {
 }
 
 /** "00000042_pack.json", the sidecar of packed shard 42. */
-export function packSidecarName(index: number): string {
+function packSidecarName(index: number): string {
   return `${String(index).padStart(8, '0')}_pack.json`;
 }
 

@@ -29,7 +29,7 @@ import {
   type WindowSamples,
 } from './window.js';
 
-export const PACK_PLAN_FILE = 'pack-plan.json';
+const PACK_PLAN_FILE = 'pack-plan.json';
 export const PACK_REPORT_FILE = 'pack.json';
 export const DEFAULT_WINDOW = 1_000_000;
 

@@ -38,7 +38,7 @@ export interface DocumentLayout {
   fixedTokens: number;
 }
 
-export type DocumentOutcome = 'kept' | 'truncated' | 'dropped_overlong' | 'dropped_empty';
+type DocumentOutcome = 'kept' | 'truncated' | 'dropped_overlong' | 'dropped_empty';
 
 /** A caption tokenized as plain text, and how many literal special-token strings it held. */
 export interface CaptionTokens {
@@ -82,7 +82,7 @@ function occurrences(text: string, needle: string): number {
  * Splits the template into text pieces, the image and the caption. It must hold {caption} once
  * and the image token once (a pre-training document carries exactly one image).
  */
-export function parseTemplate(template: string, imageToken: string): Array<{ kind: 'text'; text: string } | { kind: 'image' } | { kind: 'caption' }> {
+function parseTemplate(template: string, imageToken: string): Array<{ kind: 'text'; text: string } | { kind: 'image' } | { kind: 'caption' }> {
   const captions = occurrences(template, CAPTION_SLOT);
   if (captions !== 1) throw new Error(`data.pretrain_template must contain {caption} exactly once, found ${captions} in ${JSON.stringify(template)}`);
   const images = occurrences(template, imageToken);
@@ -149,7 +149,7 @@ export async function documentLayout(config: RunConfig, tokenizer: TextTokenizer
 }
 
 /** What happens to a document whose caption has `captionTokens` tokens (pure; no tokenizer needed). */
-export function documentOutcome(layout: Pick<DocumentLayout, 'fixedTokens' | 'seqLen' | 'overlong'>, captionTokens: number): DocumentOutcome {
+function documentOutcome(layout: Pick<DocumentLayout, 'fixedTokens' | 'seqLen' | 'overlong'>, captionTokens: number): DocumentOutcome {
   if (captionTokens <= 0) return 'dropped_empty';
   if (layout.fixedTokens + captionTokens <= layout.seqLen) return 'kept';
   return layout.overlong === 'truncate' ? 'truncated' : 'dropped_overlong';
@@ -188,7 +188,7 @@ export function assembleDocument(layout: DocumentLayout, captionIds: Int32Array)
 }
 
 /** Tally one document into `counts`. */
-export function countDocument(counts: DocumentCounts, layout: DocumentLayout, caption: CaptionTokens): DocumentOutcome {
+function countDocument(counts: DocumentCounts, layout: DocumentLayout, caption: CaptionTokens): DocumentOutcome {
   const outcome = documentOutcome(layout, caption.ids.length);
   counts.documents++;
   counts.specialTokenStrings += caption.specialTokenStrings;

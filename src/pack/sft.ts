@@ -33,7 +33,7 @@ import { checkSftImage, clipDetail, confineImagePath, DEFAULT_MAX_IMAGE_BYTES } 
 
 /** The system prompt of every SFT document (the recipe's Qwen ChatML default). */
 export const SFT_SYSTEM_PROMPT = 'You are a helpful assistant.';
-export const IM_START = '<|im_start|>';
+const IM_START = '<|im_start|>';
 
 export interface SftTurn {
   role: 'user' | 'assistant';

@@ -17,13 +17,13 @@ export const PACK_ALGORITHMS = ['exact-fill', 'bfd', 'ffd'] as const;
 export type PackAlgorithm = (typeof PACK_ALGORITHMS)[number];
 
 /** The original recipe's FFD packs within groups of this many samples (its 10k shards). */
-export const FFD_SHARD_SIZE = 10_000;
+const FFD_SHARD_SIZE = 10_000;
 const LENGTH_BATCH = 10_000;
 const BINS_PER_CHUNK = 64;
 const IMAGE_CONCURRENCY = 8;
 /** Rng stream key of the written order of a window's sequences. */
 const SEQUENCE_ORDER_STREAM = 0x5e9;
-export const MAX_BAD_RECORDS = 1000;
+const MAX_BAD_RECORDS = 1000;
 
 /** The samples of one window, as read in pass 1 (no image bytes). */
 export interface WindowSamples {

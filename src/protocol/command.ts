@@ -12,8 +12,8 @@ export interface LauncherOptions {
   masterPort?: number;
 }
 
-export const DEFAULT_MASTER_PORT = 29500;
-export const DEFAULT_WORKER_MODULE = 'loom_compute';
+const DEFAULT_MASTER_PORT = 29500;
+const DEFAULT_WORKER_MODULE = 'loom_compute';
 
 export interface WorkerCommandOptions {
   verb: string;
@@ -38,7 +38,7 @@ function positiveInteger(value: number, what: string, min: number, max = Number.
  * torchrun's arguments, as `python -m torch.distributed.run` (exactly what the `torchrun` script
  * runs, but always with the same interpreter as the worker).
  */
-export function launcherArgs(launcher: LauncherOptions): string[] {
+function launcherArgs(launcher: LauncherOptions): string[] {
   const nproc = positiveInteger(launcher.nprocPerNode, 'processes per node', 1);
   const nnodes = positiveInteger(launcher.nnodes ?? 1, 'number of nodes', 1);
   const nodeRank = positiveInteger(launcher.nodeRank ?? 0, 'node rank', 0, nnodes - 1);

@@ -8,10 +8,6 @@ export type WorkerEvent =
   | { event: 'done'; [k: string]: unknown }
   | { event: 'error'; msg: string; [k: string]: unknown };
 
-export type WorkerEventKind = WorkerEvent['event'];
-
-export const WORKER_EVENT_KINDS: readonly WorkerEventKind[] = ['progress', 'metric', 'log', 'done', 'error'];
-
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

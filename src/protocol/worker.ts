@@ -36,7 +36,7 @@ export interface WorkerResult {
 }
 
 /** How many lines of the worker's stderr an error message quotes. */
-export const STDERR_TAIL_LINES = 50;
+const STDERR_TAIL_LINES = 50;
 
 /** A worker that failed: why, with what it last said. */
 export class WorkerError extends LoomError {

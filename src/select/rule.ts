@@ -47,7 +47,7 @@ const OPERATORS = ['>=', '<=', '==', '>', '<', '&', '|', '!', '(', ')', ',', '.'
 const NUMBER_RE = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?/;
 const IDENT_RE = /^[A-Za-z_][A-Za-z0-9_-]*/;
 
-export function ruleError(source: string, pos: number, message: string): LoomError {
+function ruleError(source: string, pos: number, message: string): LoomError {
   // A long rule is shown as the stretch around the problem, so the message stays readable.
   const from = source.length > SHOWN_CHARS ? Math.max(0, Math.min(pos - SHOWN_CHARS / 2, source.length - SHOWN_CHARS)) : 0;
   const head = from > 0 ? '...' : '';

@@ -262,7 +262,7 @@ export async function runSelect(options: SelectOptions): Promise<SelectSummary> 
  * Turns top(col, f) into `col >= t` with t the value of ascending rank n - ceil(f n), and
  * bottom(col, f) into `col <= t` with t at rank ceil(f n) - 1; f = 0 keeps nothing.
  */
-export function resolveAtom(atom: Atom, sketches: Map<string, QuantileSketch>): ResolvedAtom {
+function resolveAtom(atom: Atom, sketches: Map<string, QuantileSketch>): ResolvedAtom {
   if (atom.kind === 'compare') return { atom, op: atom.op, threshold: atom.value };
   const sketch = sketches.get(colKey(atom.ref.scorer, atom.ref.column))!;
   const n = sketch.count;

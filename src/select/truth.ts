@@ -4,7 +4,7 @@
 import { readShards } from '../shards/reader.js';
 import type { SortedUids } from './uidWords.js';
 
-export const CLEAN = 'clean';
+const CLEAN = 'clean';
 
 export interface TruthKindCounts {
   total: number;
@@ -28,7 +28,7 @@ export interface TruthReport {
 }
 
 /** The ground-truth kind of a sample's json: 'clean', a noise kind, or null when it records none. */
-export function truthKindOf(json: Record<string, unknown>): string | null {
+function truthKindOf(json: Record<string, unknown>): string | null {
   if (!('noise' in json)) return null;
   const noise = json.noise;
   if (noise === null) return CLEAN;

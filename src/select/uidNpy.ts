@@ -8,10 +8,10 @@ import { tempPathFor } from '../util/atomic.js';
 import { compareWords, SortedUids, WORDS_PER_UID } from './uidWords.js';
 
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]);
-export const UID_NPY_HEADER_BYTES = 128;
+const UID_NPY_HEADER_BYTES = 128;
 const RECORD_BYTES = 16;
 
-export function uidNpyHeader(count: number): Buffer {
+function uidNpyHeader(count: number): Buffer {
   const dict = `{'descr': [('f0', '<u8'), ('f1', '<u8')], 'fortran_order': False, 'shape': (${count},), }`;
   const padded = dict + ' '.repeat(UID_NPY_HEADER_BYTES - 10 - dict.length - 1) + '\n';
   const out = Buffer.alloc(UID_NPY_HEADER_BYTES);

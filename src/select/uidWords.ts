@@ -12,7 +12,7 @@ export function uidToWords(uid: string, out: Uint32Array, at: number): void {
   out[at + 3] = parseInt(uid.slice(24, 32), 16);
 }
 
-export function wordsToUid(words: Uint32Array, at: number): string {
+function wordsToUid(words: Uint32Array, at: number): string {
   let s = '';
   for (let j = 0; j < WORDS_PER_UID; j++) s += words[at + j]!.toString(16).padStart(8, '0');
   return s;

@@ -42,10 +42,10 @@ export class Log2Histogram {
 }
 
 /** Bucket 0 holds 0; bucket k >= 1 holds [2^(k-1), 2^k - 1]. */
-export function bucketOf(v: number): number {
+function bucketOf(v: number): number {
   return v === 0 ? 0 : Math.floor(Math.log2(v)) + 1;
 }
 
-export function bucketRange(b: number): [number, number] {
+function bucketRange(b: number): [number, number] {
   return b === 0 ? [0, 0] : [2 ** (b - 1), 2 ** b - 1];
 }

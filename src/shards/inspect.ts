@@ -95,7 +95,7 @@ function emptySummary(): HistogramSummary {
 }
 
 /** Characters as a reader counts them (code points, so an emoji is one). */
-export function codePoints(text: string): number {
+function codePoints(text: string): number {
   let n = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -104,7 +104,7 @@ export function codePoints(text: string): number {
   return n;
 }
 
-export function wordCount(text: string): number {
+function wordCount(text: string): number {
   const trimmed = text.trim();
   return trimmed.length === 0 ? 0 : trimmed.split(/\s+/).length;
 }

@@ -116,7 +116,7 @@ export function planBenchQuestion(seed: number, index: number, answer: Letter, t
   }
 }
 
-export const BENCH_IMAGE: EncodeSpec = { format: 'jpg', quality: 90 };
+const BENCH_IMAGE: EncodeSpec = { format: 'jpg', quality: 90 };
 
 export async function benchTsvRow(q: BenchQuestion, encode: SceneEncoder = encodeScene): Promise<string> {
   const jpeg = await encode(q.scene, BENCH_IMAGE);

@@ -35,7 +35,7 @@ function capitalize(text: string): string {
 }
 
 /** "two large red circles", "a blue square in the top left corner". */
-export function groupPhrase(group: Group, rng: Rng, style: CaptionStyle = DEFAULT_STYLE): string {
+function groupPhrase(group: Group, rng: Rng, style: CaptionStyle = DEFAULT_STYLE): string {
   const words: string[] = [];
   if (rng.chance(style.sizeWord)) words.push(group.size);
   words.push(group.color, group.count === 1 ? group.shape : SHAPE_PLURALS[group.shape]);
@@ -44,7 +44,7 @@ export function groupPhrase(group: Group, rng: Rng, style: CaptionStyle = DEFAUL
   return head;
 }
 
-export function joinList(items: string[]): string {
+function joinList(items: string[]): string {
   if (items.length <= 1) return items.join('');
   return `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
 }

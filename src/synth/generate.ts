@@ -16,10 +16,10 @@ import { encodeSftImage, planSftItem } from './sft.js';
 import { EncoderPool } from './encoderPool.js';
 
 /** Bumped whenever the generator's output for a seed changes. */
-export const SYNTH_VERSION = 2;
+const SYNTH_VERSION = 2;
 
 export const PLAN_FILE = '.synth-plan.json';
-export const MANIFEST_FILE = 'synth.json';
+const MANIFEST_FILE = 'synth.json';
 
 export interface SynthOptions {
   out: string;

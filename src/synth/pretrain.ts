@@ -21,12 +21,12 @@ export interface EncodedSample {
 }
 
 /** Keys are the global sample index, zero-padded (no dots, sortable). */
-export function pretrainKey(index: number): string {
+function pretrainKey(index: number): string {
   return String(index).padStart(10, '0');
 }
 
 /** DataComp-style uid: 32 hex chars, a pure function of seed and index. */
-export function synthUid(seed: number, part: string, index: number): string {
+function synthUid(seed: number, part: string, index: number): string {
   return createHash('md5').update(`loom-synth:${seed}:${part}:${index}`).digest('hex');
 }
 

@@ -85,7 +85,7 @@ export function regionAt(x: number, y: number, width: number, height: number): R
 }
 
 /** Image size: shorter side 96..192, aspect 1..1.8, longer side at most 256 (web-like variety). */
-export function pickImageSize(rng: Rng): { width: number; height: number } {
+function pickImageSize(rng: Rng): { width: number; height: number } {
   const short = rng.int(96, 192);
   const long = Math.min(256, Math.round(short * rng.pick([1, 1, 1.25, 1.33, 1.5, 1.78])));
   return rng.chance(0.5) ? { width: long, height: short } : { width: short, height: long };
@@ -95,7 +95,7 @@ function shiftTone(rgb: Rgb, amount: number): Rgb {
   return [clampByte(rgb[0] + amount), clampByte(rgb[1] + amount), clampByte(rgb[2] + amount)];
 }
 
-export function pickBackground(rng: Rng): Background {
+function pickBackground(rng: Rng): Background {
   const kind = rng.pick(BACKGROUND_KINDS);
   const base = rng.pick(BACKGROUND_COLORS);
   const dark = base.rgb[0] + base.rgb[1] + base.rgb[2] < 3 * 128;

@@ -21,7 +21,7 @@ export interface SftItem {
   qa: QaPair[];
 }
 
-export function sftId(index: number): string {
+function sftId(index: number): string {
   return `synth_sft_${String(index).padStart(8, '0')}`;
 }
 
@@ -39,7 +39,7 @@ export function planSftItem(seed: number, index: number): SftItem {
 }
 
 /** SFT images are JPEG, as LLaVA's `images/<id>.jpg` paths promise. */
-export const SFT_IMAGE: EncodeSpec = { format: 'jpg', quality: 90 };
+const SFT_IMAGE: EncodeSpec = { format: 'jpg', quality: 90 };
 
 export function encodeSftImage(item: SftItem, encode: SceneEncoder = encodeScene): Promise<Buffer> {
   return encode(item.scene, SFT_IMAGE);

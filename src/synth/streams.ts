@@ -2,7 +2,7 @@
 // Rng.derive(seed, part, i), so parts never share randomness and order of generation never matters.
 import { Rng } from '../util/rng.js';
 
-export const STREAM = {
+const STREAM = {
   pretrain: 1,
   sft: 2,
   bench: 3,

@@ -120,18 +120,6 @@ export function shapeFromWord(word: string): ShapeKind | undefined {
   return undefined;
 }
 
-export function shapeColor(name: string): NamedColor {
-  const color = SHAPE_COLORS.find((c) => c.name === name);
-  if (!color) throw new Error(`unknown shape colour '${name}'`);
-  return color;
-}
-
-export function backgroundColor(name: string): NamedColor {
-  const color = BACKGROUND_COLORS.find((c) => c.name === name);
-  if (!color) throw new Error(`unknown background colour '${name}'`);
-  return color;
-}
-
 export function regionByName(name: RegionName): (typeof REGIONS)[number] {
   const region = REGIONS.find((r) => r.name === name);
   if (!region) throw new Error(`unknown region '${name}'`);

@@ -134,7 +134,7 @@ export function processStartTime(pid: number): string | null {
 }
 
 /** Alive means: on this host, the pid exists and (where /proc tells) started when the lock says. */
-export function lockIsLive(lock: LockRecord): boolean | 'unknown' {
+function lockIsLive(lock: LockRecord): boolean | 'unknown' {
   if (lock.host !== hostname()) return 'unknown';
   try {
     process.kill(lock.pid, 0);

@@ -60,7 +60,7 @@ function interpreterSource(python: string): string {
   return python === 'python3' ? 'python3 on PATH (no .venv in the repository)' : "the repository's .venv";
 }
 
-export async function collectDoctorReport(options: { silent?: boolean } = {}): Promise<DoctorReport> {
+async function collectDoctorReport(options: { silent?: boolean } = {}): Promise<DoctorReport> {
   const [sharp, tokenizers] = await Promise.all([checkSharp(), checkTokenizers()]);
   const interpreter = pythonExecutable();
   const python: DoctorReport['python'] = {
