@@ -125,9 +125,9 @@ class TrainingParts:
 
     model: ModelState  # DCP, key "model"
     optimizer: OptimizerState  # tensors: DCP, key "optim_state"; param groups: trainer.json
-    scheduler: Any  # trainer.json "scheduler" (an LR scheduler is Stateful as it is)
+    scheduler: Stateful  # trainer.json "scheduler" (an LR scheduler is Stateful as it is)
     progress: TrainProgress  # trainer.json, top level
-    loader: Any  # rank_R.json "loader" (PackedLoader)
+    loader: Stateful  # rank_R.json "loader" (PackedLoader)
     rng: RngState = field(default_factory=RngState)  # rank_R.json "rng"
 
 

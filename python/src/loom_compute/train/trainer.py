@@ -83,6 +83,8 @@ def train_step(
     device = ctx.device
     local_labels = torch.stack([label_token_count(b) for b in micro_batches]).sum().to(device, torch.float64)
     global_labels = all_reduce_sum(local_labels.reshape(1))[0]
+    # Kept on the device (no read); float32 because a Python float multiplying the fp32 loss is
+    # rounded to fp32 too, so the gradients are bit for bit what they were with a host-side scale.
     scale = (ctx.world_size / global_labels.clamp(min=1.0)).to(torch.float32)
     zero = torch.zeros((), dtype=torch.float64, device=device)
     loss_sum_local, real_tokens = zero.clone(), zero.clone()
