@@ -56,13 +56,15 @@ sys.path.insert(0, str(REPO / "python" / "src"))  # runs from a checkout without
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # train_step's model shapes (the reference's)
 
 from loom_compute.atomic import write_json_atomic
+from loom_compute.config import parse_run_config
 from loom_compute.curate.clip_score import ClipScorer
 from loom_compute.curate.mlm_filter import METRICS, MlmFilterScorer
 from loom_compute.curate.runner import run_scoring
 from loom_compute.curate.shards import GoodSample, read_shard
 from loom_compute.curate.sidecar import read_sidecar_meta, sidecar_path
 from loom_compute.curate.train_filter import tokenizer_with_end_of_text
-from loom_compute.model.vlm import HF_ATTENTION, VisionLanguageModel
+from loom_compute.model.builder import HF_ATTENTION
+from loom_compute.model.vlm import VisionLanguageModel
 from train_step import json_lines, model_configs
 from transformers.utils import logging as hf_logging
 
@@ -398,11 +400,12 @@ def build_mlm_scorer(args: argparse.Namespace) -> tuple[MlmFilterScorer, dict[st
             feature_layer=-1,  # the reference's 26 (tiny: 2) blocks, the last one's output (see train_step.model_configs)
             attention="sdpa",
         )
-    config = {
-        "model": {"vision": {"image_size": shape["vision"]["image_size"], "image_mean": list(SIGLIP_MEAN), "image_std": list(SIGLIP_STD)}},
-        "tokenizer": tokens,
-        "data": {"resize": "squash"},
-    }
+    # The scorer reads image size and normalisation, the special tokens and data.resize from a run config.
+    config = json.loads((REPO / "vectors" / "config" / "valid" / "tiny-sft.json").read_text(encoding="utf-8"))["config"]
+    config["model"]["vision"].update(image_size=shape["vision"]["image_size"], image_mean=list(SIGLIP_MEAN), image_std=list(SIGLIP_STD))
+    config["tokenizer"].update(tokens)
+    config["data"]["resize"] = "squash"
+    config = parse_run_config(config, "bench/curate.py")
     scorer = MlmFilterScorer.from_model(model, tokenizer, config, source="bench", device=str(device), batch_size=args.mlm_batch)
     info = {
         "tokenizer": str(tokenizer_path),

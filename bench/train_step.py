@@ -39,8 +39,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "python" / "src"))  # runs from a checkout without installing the package
 
 from loom_compute.atomic import write_json_atomic
+from loom_compute.config import RunConfig, parse_run_config
 from loom_compute.data.packed import collate_packed
-from loom_compute.model.vlm import HF_ATTENTION, VisionLanguageModel, attention_backend
+from loom_compute.model.builder import HF_ATTENTION, attention_backend
+from loom_compute.model.vlm import VisionLanguageModel
 from loom_compute.train.distributed import init_distributed, shutdown_distributed
 from loom_compute.train.metrics import memory_gib, model_flops, parameter_counts, peak_tflops
 from loom_compute.train.optim import apply_freeze, build_optimizer
@@ -159,23 +161,24 @@ def make_batches(cfg: dict[str, Any], n_rows: int, seq_len: int) -> list[dict[st
     return batches
 
 
-def run_config(attention: str, activation_checkpointing: bool, compile_blocks: bool) -> dict[str, Any]:
-    """The slice of a run config the trainer pieces read; optimizer numbers are the reference's (torch defaults)."""
-    return {
-        "dist": {"backend": "auto"},
-        "model": {"vision": {"trainable": False}, "llm": {"trainable": True}},
-        "train": {
-            "precision": "bf16",
-            "attention": attention,
-            "isolate_documents": True,
-            "activation_checkpointing": activation_checkpointing,
-            "compile": compile_blocks,
-            "lr": 1e-5,
-            "betas": [0.9, 0.999],
-            "eps": 1e-8,
-            "weight_decay": 0.01,
-        },
-    }
+def run_config(attention: str, activation_checkpointing: bool, compile_blocks: bool) -> RunConfig:
+    """A run config for the trainer pieces: the tiny preset's (the model is built from ``model_configs``
+    instead), with the settings they read set here; optimizer numbers are the reference's (torch defaults)."""
+    base = json.loads((REPO / "vectors" / "config" / "valid" / "tiny-pretrain.json").read_text(encoding="utf-8"))["config"]
+    base["dist"]["backend"] = "auto"
+    base["model"]["vision"]["trainable"], base["model"]["llm"]["trainable"] = False, True
+    base["train"].update(
+        precision="bf16",
+        attention=attention,
+        isolate_documents=True,
+        activation_checkpointing=activation_checkpointing,
+        compile=compile_blocks,
+        lr=1e-5,
+        betas=[0.9, 0.999],
+        eps=1e-8,
+        weight_decay=0.01,
+    )
+    return parse_run_config(base, "bench/train_step.py")
 
 
 def synchronize(device: torch.device) -> None:

@@ -55,4 +55,4 @@ def test_configs_resolved_by_the_cli_validate_in_python(tmp_path, preset, stage)
         capture_output=True,
     )
     config = load_run_config(out)
-    assert (config["preset"], config["stage"]) == (preset, stage)
+    assert (config.preset, config.stage) == (preset, stage)

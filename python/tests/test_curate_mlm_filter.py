@@ -7,7 +7,6 @@ Loom's SFT ChatML; a Loom export loads; the runner writes the contract's sidecar
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from pathlib import Path
 
@@ -28,10 +27,12 @@ from loom_compute.curate.mlm_filter import (
     summarize,
     user_value_parts,
 )
+from loom_compute.config import RunConfig, parse_run_config
 from loom_compute.curate.shards import GoodSample, read_shard
 from loom_compute.curate.sidecar import read_sidecar_meta, sidecar_path
 from loom_compute.data_text import plain_text_tokenizer
 from loom_compute.errors import LoomComputeError
+from loom_compute.model.builder import build_model
 from loom_compute.model.vlm import VisionLanguageModel
 from PIL import Image
 from tokenizers import Tokenizer
@@ -43,12 +44,12 @@ PLAIN = plain_text_tokenizer(TOKENIZER)
 CAPTIONS = ["a red square", "two small blue circles on grey <image> with a <|im_end|> inside", "noise."]
 
 
-def tiny_config() -> dict:
+def tiny_config(name: str = "vector") -> RunConfig:
     config = json.loads((ROOT / "vectors" / "config" / "valid" / "tiny-sft.json").read_text())["config"]
-    config = copy.deepcopy(config)
     config["tokenizer"]["path"] = str(TOKENIZER_PATH)
     config["train"]["attention"] = "sdpa"
-    return config
+    config["name"] = name
+    return parse_run_config(config)
 
 
 def tiny_model(seed: int = 0) -> VisionLanguageModel:
@@ -56,7 +57,7 @@ def tiny_model(seed: int = 0) -> VisionLanguageModel:
     distribution almost flat, which would hide a wrong position id or a leaked key; larger query,
     key and embedding weights make both depend strongly on what each token sees and where."""
     torch.manual_seed(seed)
-    model = VisionLanguageModel.from_run_config(tiny_config()).eval()
+    model = build_model(tiny_config()).eval()
     with torch.no_grad():
         for layer in model.llm.model.layers:
             layer.self_attn.q_proj.weight.mul_(6.0)
@@ -268,8 +269,7 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory, scorer: MlmFilterScorer
     from loom_compute.train.distributed import DistContext
     from loom_compute.train.export import export_model
 
-    config = tiny_config()
-    config["name"] = "mlmf"
+    config = tiny_config("mlmf")
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), backend="gloo", mesh=None)  # type: ignore[arg-type]
     return export_model(scorer.model, tmp_path_factory.mktemp("run") / "export", config, step=1, ctx=ctx)
 
@@ -291,7 +291,7 @@ def test_from_export_names_a_directory_that_is_not_an_export(tmp_path):
 
 
 def test_score_verb_kind_mlm_filter_writes_the_contract_sidecar(tmp_path, export_dir, scorer):
-    from loom_compute.score_verb import VERB
+    from loom_compute.verbs.score import VERB
 
     shards = synth_shards(tmp_path / "synth", samples=4, per_shard=4)
     parser = argparse.ArgumentParser()

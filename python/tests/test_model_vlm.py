@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
+from loom_compute.config import parse_run_config
 from loom_compute.data.packed import IGNORE_INDEX, collate_packed
 from loom_compute.model import ImageTokenMismatchError, VisionLanguageModel, document_causal_bool_mask
-from loom_compute.model.vlm import HF_ATTENTION
+from loom_compute.model.builder import HF_ATTENTION, build_model
+from loom_compute.train.optim import apply_freeze
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENIZER = Tokenizer.from_file(str(ROOT / "assets" / "tokenizer" / "tiny" / "tokenizer.json"))
@@ -36,7 +38,7 @@ def _model(stage: str = "pretrain", seed: int = 0, attention: str = "sdpa") -> V
     torch.manual_seed(seed)
     config = _config(stage)
     config["train"]["attention"] = attention
-    return VisionLanguageModel.from_run_config(config).eval()
+    return build_model(parse_run_config(config)).eval()
 
 
 def _document(caption: str, grid: int, rng: np.random.Generator, size: int = 64) -> dict:
@@ -152,8 +154,9 @@ def test_pretrained_directories_round_trip_for_both_stages(model, docs, tmp_path
         config = _config(stage)
         config["model"]["vision"]["source"] = {"pretrained": str(tmp_path / "vision"), "config": None}
         config["model"]["llm"]["source"] = {"pretrained": str(tmp_path / "llm"), "config": None}
-        loaded = VisionLanguageModel.from_run_config(config).eval()
+        loaded = build_model(parse_run_config(config)).eval()
         assert loaded.image_grid == grid
+        apply_freeze(loaded, parse_run_config(config))
         assert not any(p.requires_grad for p in loaded.vision.parameters())
         loaded.projector.load_state_dict(model.projector.state_dict())
         torch.testing.assert_close(loaded.full_logits(batch, image_grid=4), before)
@@ -163,7 +166,7 @@ def test_missing_pretrained_directory_is_a_clear_error(tmp_path):
     config = _config("pretrain")
     config["model"]["llm"]["source"] = {"pretrained": str(tmp_path / "nowhere"), "config": None}
     with pytest.raises(Exception, match=r"model\.llm\.source\.pretrained"):
-        VisionLanguageModel.from_run_config(config)
+        build_model(parse_run_config(config))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -186,6 +189,7 @@ def test_loss_counts_only_labelled_next_tokens(model, docs, seed):
 
 def test_loss_backpropagates_into_llm_and_projector_not_frozen_vision(docs):
     model = _model().train()
+    apply_freeze(model, parse_run_config(_config("pretrain")))  # the trainer's one freezing step
     batch = _collate([_sequence(docs[:2])], seq_len=64)
     loss, valid = model(batch)
     (loss / valid).backward()

@@ -20,6 +20,7 @@ from PIL import Image
 from tokenizers import Tokenizer
 
 from fixtures.node import LOOM, NODE, REPO, run_node
+from loom_compute.config import parse_run_config
 from loom_compute.data import IGNORE_INDEX, PackedShardError, collate_packed, expectations, read_pack_meta, read_packed_shard
 from loom_compute.data_text import plain_text_tokenizer
 
@@ -91,7 +92,7 @@ def test_header_and_sidecar(packed):
 def test_the_run_config_gives_the_same_expectations(packed):
     _, expected = packed
     sha = hashlib.sha256(Path(expected["tokenizer_path"]).read_bytes()).hexdigest()
-    assert expectations(expected["config"], sha) == expect_of(expected)
+    assert expectations(parse_run_config(expected["config"]), sha) == expect_of(expected)
 
 
 def test_npy_members_are_byte_identical_to_numpy_save(packed):

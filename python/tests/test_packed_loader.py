@@ -3,6 +3,9 @@ across ranks and workers, exact resume, reshuffled epochs, refused shards, and t
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -20,9 +23,11 @@ from loom_compute.data import (
     read_packed_shard,
     split_ranges,
 )
+from loom_compute.config import RunConfig, parse_run_config
 from loom_compute.data.loader import shuffle_buffer_order, slot_segments
 from loom_compute.errors import LoomComputeError
 
+ROOT = Path(__file__).resolve().parents[2]
 SHARD_SIZES = [3, 7, 1, 5, 4, 6]  # 26 sequences, uneven shards
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
 
@@ -37,8 +42,17 @@ def shards(tmp_path_factory):
             docs = [doc(3 + (index * 7 + d * 5) % 11, index * 3 + d) for d in range(1 + index % 3)]
             sequences.append((f"{index:09d}", docs))
             index += 1
-        write_shard(root / f"{number:08d}.tar", sequences)
-    return packed_shard_paths(root)
+        # `loom pack`'s layout: shards in window folders (two here), next to files that are not shards.
+        window = root / f"w{number // 4:06d}"
+        window.mkdir(exist_ok=True)
+        write_shard(window / f"{number:08d}.tar", sequences)
+        (window / f"{number:08d}_pack.json").write_text("{}")
+    (root / "w000000" / ".00000009.tar.tmp-123-0badc0de").write_bytes(b"half a shard")  # a killed writer's temp file
+    (root / "w000000.done.json").write_text("{}")
+    (root / "pack.json").write_text("{}")
+    paths = packed_shard_paths(root)
+    assert [f"{p.parent.name}/{p.name}" for p in paths] == [f"w{n // 4:06d}/{n:08d}.tar" for n in range(len(SHARD_SIZES))]
+    return paths
 
 
 @pytest.fixture(scope="module")
@@ -244,19 +258,20 @@ def test_shuffle_buffer_order_is_a_permutation_a_buffer_can_emit(n, buffer, key)
     assert shuffle_buffer_order(n, buffer, key) == order
 
 
+def _run_config(image_grid: int = 2) -> RunConfig:
+    config = json.loads((ROOT / "vectors" / "config" / "valid" / "tiny-pretrain.json").read_text())["config"]
+    config.update(stage="pretrain", seed=5, image_grid=image_grid)
+    config["data"]["seq_len"] = SEQ_LEN
+    config["model"]["vision"].update(image_size=8, image_mean=MEAN, image_std=STD)
+    config["train"]["micro_batch"] = 4
+    return parse_run_config(config)
+
+
 def test_for_run_takes_its_settings_from_the_run_config(shards, truth):
-    config = {
-        "stage": "pretrain",
-        "seed": 5,
-        "image_grid": 2,
-        "data": {"seq_len": SEQ_LEN},
-        "model": {"vision": {"image_size": 8, "image_mean": MEAN, "image_std": STD}},
-        "train": {"micro_batch": 4},
-    }
-    loader = PackedLoader.for_run(config, EXPECT["tokenizer_sha256"], shards, rank=0, world_size=1)
+    loader = PackedLoader.for_run(_run_config(), EXPECT["tokenizer_sha256"], shards, rank=0, world_size=1)
     batches = list(loader)
     assert [len(b["keys"]) for b in batches] == [4] * 6 + [2]
     assert sorted(keys_of(batches)) == sorted(truth)
     assert_batch_matches(batches[0], truth)
     with pytest.raises(PackedShardError, match="image_tokens_per_image = 4 but this run has image_tokens_per_image = 9"):
-        PackedLoader.for_run({**config, "image_grid": 3}, EXPECT["tokenizer_sha256"], shards, rank=0, world_size=1)
+        PackedLoader.for_run(_run_config(image_grid=3), EXPECT["tokenizer_sha256"], shards, rank=0, world_size=1)

@@ -16,6 +16,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from fixtures.node import LOOM, NODE, REPO, run_node
+from loom_compute.config import parse_run_config
 from loom_compute.data import IGNORE_INDEX, collate_packed, expectations, read_packed_shard
 
 
@@ -63,7 +64,7 @@ def test_sft_shards_read_and_collate_with_labels_on_answers_only(packed):
     tok_path = Path(config["tokenizer"]["path"])
     tok = Tokenizer.from_file(str(tok_path))
     sha = hashlib.sha256(tok_path.read_bytes()).hexdigest()
-    expect = expectations(config, sha)
+    expect = expectations(parse_run_config(config), sha)
     assert expect["stage"] == "sft" and expect["image_tokens_per_image"] == 64
     im_start, im_end, image_id = tok.token_to_id("<|im_start|>"), tok.token_to_id("<|im_end|>"), tok.token_to_id("<image>")
     by_uid = {hashlib.md5(c["id"].encode()).hexdigest(): c for c in conversations}

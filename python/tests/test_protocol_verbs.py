@@ -54,7 +54,8 @@ def test_doctor_reports_what_this_environment_has(doctor_report: dict) -> None:
     assert isinstance(t["bf16"]["cpu"], bool)
     libraries = report["libraries"]
     assert libraries["numpy"]["version"] == numpy.__version__
-    for name in ("transformers", "tokenizers", "safetensors", "pyarrow", "webdataset", "jsonschema"):
+    assert "webdataset" not in libraries  # a test-only dependency (the `test` extra)
+    for name in ("transformers", "tokenizers", "safetensors", "pyarrow", "jsonschema"):
         assert libraries[name] == {"ok": True, "version": importlib.metadata.version(name)}
     assert report["loom_compute"]["version"] == importlib.metadata.version("loom-compute")
 

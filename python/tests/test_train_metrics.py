@@ -8,24 +8,25 @@ from pathlib import Path
 import pytest
 import torch
 
-from loom_compute.model import VisionLanguageModel
+from loom_compute.config import RunConfig, parse_run_config
+from loom_compute.model.builder import build_model
 from loom_compute.train.metrics import MetricsLog, model_flops, parameter_counts, peak_tflops, plot_loss_curve, read_metrics
 from loom_compute.train.optim import apply_freeze
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _config(vision_trainable: bool) -> dict:
+def _config(vision_trainable: bool) -> RunConfig:
     config = json.loads((ROOT / "vectors" / "config" / "valid" / "tiny-pretrain.json").read_text())["config"]
     config["tokenizer"]["path"] = str(ROOT / config["tokenizer"]["path"])
     config["model"]["vision"]["trainable"] = vision_trainable
-    return config
+    return parse_run_config(config)
 
 
 @pytest.mark.parametrize("vision_trainable", [False, True])
 def test_model_flops_follow_the_stated_formula(vision_trainable):
     config = _config(vision_trainable)
-    model = VisionLanguageModel.from_run_config(config)
+    model = build_model(config)
     apply_freeze(model, config)
     counts = parameter_counts(model)
     # Independent count: named_parameters lists a tied tensor once.

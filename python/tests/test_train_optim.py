@@ -4,10 +4,10 @@ step that moves the projector and LLM while leaving the frozen vision tower bit-
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import math
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,9 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
+from loom_compute.config import RunConfig, parse_run_config
 from loom_compute.data.packed import collate_packed
 from loom_compute.errors import LoomComputeError
 from loom_compute.model import VisionLanguageModel
+from loom_compute.model.builder import build_model
 from loom_compute.train import (
     apply_freeze,
     build_optimizer,
@@ -38,21 +40,24 @@ EOS_ID = TOKENIZER.token_to_id("<|im_end|>")
 PAD_ID = TOKENIZER.token_to_id("<|endoftext|>")
 
 
-def _config() -> dict:
+def _config() -> RunConfig:
     config = json.loads((ROOT / "vectors" / "config" / "valid" / "tiny-pretrain.json").read_text())["config"]
     config["tokenizer"]["path"] = str(ROOT / config["tokenizer"]["path"])
-    return config
+    return parse_run_config(config)
 
 
 def _model(seed: int = 0) -> VisionLanguageModel:
     torch.manual_seed(seed)
-    return VisionLanguageModel.from_run_config(_config())
+    return build_model(_config())
 
 
-def _with(config: dict, **train) -> dict:
-    out = copy.deepcopy(config)
-    out["train"].update(train)
-    return out
+def _with(config: RunConfig, **train) -> RunConfig:
+    return replace(config, train=replace(config.train, **train))
+
+
+def _trainable(config: RunConfig, vision: bool, llm: bool = True) -> RunConfig:
+    model = config.model
+    return replace(config, model=replace(model, vision=replace(model.vision, trainable=vision), llm=replace(model.llm, trainable=llm)))
 
 
 def _unique_params(module: torch.nn.Module) -> dict[int, torch.nn.Parameter]:
@@ -82,9 +87,7 @@ def _batch(seed: int = 0) -> dict:
 @pytest.mark.parametrize("vision_trainable", [False, True])
 @pytest.mark.parametrize("llm_trainable", [True, False])
 def test_freeze_matrix(model, vision_trainable, llm_trainable):
-    config = _config()
-    config["model"]["vision"]["trainable"] = vision_trainable
-    config["model"]["llm"]["trainable"] = llm_trainable
+    config = _trainable(_config(), vision_trainable, llm_trainable)
     summary = apply_freeze(model, config)
     expected = {"vision": vision_trainable, "projector": True, "llm": llm_trainable}
     for part, trained in expected.items():
@@ -110,8 +113,7 @@ def test_recipe_default_freezes_only_the_vision_tower(model):
 
 @pytest.mark.parametrize("vision_trainable", [False, True])
 def test_param_groups_partition_the_trainable_parameters(model, vision_trainable):
-    config = _config()
-    config["model"]["vision"]["trainable"] = vision_trainable
+    config = _trainable(_config(), vision_trainable)
     apply_freeze(model, config)
     groups = param_groups(model, 0.1)
     assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
@@ -136,7 +138,7 @@ def test_param_groups_partition_the_trainable_parameters(model, vision_trainable
 
 
 def test_build_optimizer_uses_the_config(model):
-    config = _with(_config(), lr=3e-4, betas=[0.8, 0.9], eps=1e-6, weight_decay=0.05)
+    config = _with(_config(), lr=3e-4, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.05)
     apply_freeze(model, config)
     optimizer = build_optimizer(model, config)
     assert isinstance(optimizer, torch.optim.AdamW)
@@ -160,7 +162,7 @@ def test_nothing_to_train_is_a_clear_error(model):
 schedules = st.sampled_from(["cosine", "linear", "constant"])
 
 
-def _schedule_config(lr: float, warmup: float, min_ratio: float, schedule: str) -> dict:
+def _schedule_config(lr: float, warmup: float, min_ratio: float, schedule: str) -> RunConfig:
     return _with(_config(), lr=lr, warmup_fraction=warmup, min_lr_ratio=min_ratio, schedule=schedule)
 
 
@@ -229,7 +231,7 @@ def test_lambda_scheduler_follows_lr_at(model, schedule):
 
 def test_one_step_run_and_bad_inputs():
     config = _config()
-    assert lr_at(0, 1, config) == config["train"]["lr"]
+    assert lr_at(0, 1, config) == config.train.lr
     with pytest.raises(ValueError, match="total_steps"):
         lr_at(0, 0, config)
     with pytest.raises(ValueError, match="step"):
@@ -285,8 +287,7 @@ def test_empty_run_is_a_clear_error():
 @pytest.mark.parametrize("vision_trainable", [False, True])
 def test_one_step_moves_trained_parts_and_not_frozen_vision(vision_trainable):
     model = _model(seed=1).train()
-    config = _config()
-    config["model"]["vision"]["trainable"] = vision_trainable
+    config = _trainable(_config(), vision_trainable)
     apply_freeze(model, config)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, 10, config)

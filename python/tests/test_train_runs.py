@@ -115,12 +115,13 @@ def test_export_parts_load_with_stock_transformers_classes(runs):
 
 
 def test_pretrain_export_starts_sft_at_the_larger_grid(runs, tiny_packs, tmp_path):
-    from loom_compute.model import VisionLanguageModel
+    from loom_compute.config import parse_run_config
+    from loom_compute.model.builder import build_model
 
     export = runs["whole"] / "export"
     sft = tiny_config("sft", "sft", tiny_packs["sft"], max_steps=2, checkpoint_every=10)
     sft["model"]["init_from"] = str(export)
-    model = VisionLanguageModel.from_run_config(sft)
+    model = build_model(parse_run_config(sft))
     assert model.image_grid == 8
     projector = load_file(export / "projector.safetensors")
     for key, value in model.projector.state_dict().items():
@@ -137,13 +138,14 @@ def test_pretrain_export_starts_sft_at_the_larger_grid(runs, tiny_packs, tmp_pat
 
 
 def test_init_from_a_directory_that_is_no_export_is_a_clear_error(tmp_path, tiny_packs):
+    from loom_compute.config import parse_run_config
     from loom_compute.errors import LoomComputeError
-    from loom_compute.model import VisionLanguageModel
+    from loom_compute.model.builder import build_model
 
     config = tiny_config("sft", "bad", tiny_packs["sft"])
     config["model"]["init_from"] = str(tmp_path)
     with pytest.raises(LoomComputeError, match="model.init_from .* is it a Loom export"):
-        VisionLanguageModel.from_run_config(config)
+        build_model(parse_run_config(config))
 
 
 def test_loom_train_cli_runs_and_resumes_the_worker(tiny_packs, tmp_path):

@@ -1,7 +1,7 @@
 """`python -m loom_compute <verb> [--config FILE] [verb args]`: Loom's compute worker.
 
 The loom CLI starts this (directly or under torchrun) and reads its JSON Lines events from
-stdout; see loom_compute.protocol. Run it with --help for the verbs.
+stdout; see loom_compute.protocol. Run it with --help for the verbs (loom_compute.verbs).
 """
 
 from __future__ import annotations
@@ -9,20 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from loom_compute import doctor, read_packed, score_verb, train_filter_verb, train_verb, validate_config
-from loom_compute.verbs import Verb, dispatch
-
-VERBS: dict[str, Verb] = {
-    verb.name: verb
-    for verb in (
-        doctor.VERB,
-        validate_config.VERB,
-        read_packed.VERB,
-        train_verb.VERB,
-        score_verb.VERB,
-        train_filter_verb.VERB,
-    )
-}
+from loom_compute.verbs import VERBS, dispatch
 
 
 def main() -> None:

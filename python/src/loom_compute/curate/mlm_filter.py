@@ -34,16 +34,16 @@ data plane's packed images (src/images/image.ts is tested against PIL's bicubic 
 
 from __future__ import annotations
 
-import copy
 import inspect
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from loom_compute.config import RunConfig, parse_run_config
 from loom_compute.data_text import encode_data_text, plain_text_tokenizer
 from loom_compute.errors import LoomComputeError
 
@@ -345,7 +345,7 @@ class MlmFilterScorer:
         """Loads a Loom export (``runs/<name>/export``) with its tokenizer and the run's image settings."""
         from tokenizers import Tokenizer
 
-        from loom_compute.model.vlm import VisionLanguageModel
+        from loom_compute.model.builder import build_model
 
         export = Path(export_dir)
         try:
@@ -357,29 +357,33 @@ class MlmFilterScorer:
         tokenizer_path = export / "tokenizer.json"
         if not tokenizer_path.is_file():
             raise LoomComputeError(f"{export}: no tokenizer.json in the export")
-        config = copy.deepcopy(info["config"])
-        config["model"]["init_from"] = str(export)
-        config["image_grid"] = int(info["image_grid"])
-        config["tokenizer"]["path"] = str(tokenizer_path)
-        config.setdefault("train", {})["attention"] = "sdpa"
-        model = VisionLanguageModel.from_run_config(config, image_token_id=int(info["image_token_id"]))
+        trained = parse_run_config(info["config"], str(export / "loom.json"))
+        # The export's own weights, grid and tokenizer; SDPA because scoring runs anywhere, CPU included.
+        config = replace(
+            trained,
+            image_grid=int(info["image_grid"]),
+            model=replace(trained.model, init_from=str(export)),
+            tokenizer=replace(trained.tokenizer, path=str(tokenizer_path)),
+            train=replace(trained.train, attention="sdpa"),
+        )
+        model = build_model(config, image_token_id=int(info["image_token_id"]))
         return cls.from_model(model, Tokenizer.from_file(str(tokenizer_path)), config, source=str(export), **options)
 
     @classmethod
-    def from_model(cls, model: VisionLanguageModel, tokenizer: Tokenizer, config: Mapping[str, Any], **options: Any) -> MlmFilterScorer:
+    def from_model(cls, model: VisionLanguageModel, tokenizer: Tokenizer, config: RunConfig, **options: Any) -> MlmFilterScorer:
         """Wraps an in-memory model; image and token settings come from its run config."""
-        vision, tok = config["model"]["vision"], config["tokenizer"]
-        if config.get("data", {}).get("resize", "squash") != "squash":
+        vision, tok = config.model.vision, config.tokenizer
+        if config.data.resize != "squash":
             raise LoomComputeError("the MLM-Filter scorer resizes images by squashing; this run was trained with data.resize = 'pad'")
         return cls(
             model,
             tokenizer,
-            image_size=int(vision["image_size"]),
-            image_mean=vision["image_mean"],
-            image_std=vision["image_std"],
-            image_token=tok["image_token"],
-            eos_token=tok["eos_token"],
-            pad_token=tok["pad_token"],
+            image_size=vision.image_size,
+            image_mean=vision.image_mean,
+            image_std=vision.image_std,
+            image_token=tok.image_token,
+            eos_token=tok.eos_token,
+            pad_token=tok.pad_token,
             **options,
         )
 

@@ -1,6 +1,6 @@
 """Training data: Loom's packed shards (see packed.py) and the resumable loader over them (loader.py)."""
 
-from loom_compute.data.loader import PackedDataset, PackedLoader, packed_shard_paths, split_ranges
+from loom_compute.data.loader import PackedDataset, PackedLoader, split_ranges
 from loom_compute.data.packed import (
     IGNORE_INDEX,
     PackedShardError,
@@ -8,6 +8,7 @@ from loom_compute.data.packed import (
     collate_packed,
     decode_packed_sequence,
     expectations,
+    packed_shard_paths,
     read_pack_meta,
     read_packed_members,
     read_packed_shard,

@@ -51,6 +51,7 @@ from loom_compute.data.packed import (
     expectations,
     read_packed_members,
 )
+from loom_compute.config import RunConfig
 from loom_compute.errors import LoomComputeError
 
 STATE_VERSION = 1
@@ -340,7 +341,7 @@ class PackedLoader:
     @classmethod
     def for_run(
         cls,
-        config: Mapping[str, Any],
+        config: RunConfig,
         tokenizer_sha256: str,
         shards: Sequence[str | Path],
         *,
@@ -351,14 +352,14 @@ class PackedLoader:
         pin_memory: bool = False,
     ) -> PackedLoader:
         """A loader for a resolved run config: its expectations, micro batch, seed and image normalisation."""
-        vision = config["model"]["vision"]
+        vision = config.model.vision
         dataset = PackedDataset(
             shards,
             expectations(config, tokenizer_sha256),
-            image_mean=vision["image_mean"],
-            image_std=vision["image_std"],
-            micro_batch=int(config["train"]["micro_batch"]),
-            seed=int(config["seed"]),
+            image_mean=vision.image_mean,
+            image_std=vision.image_std,
+            micro_batch=config.train.micro_batch,
+            seed=config.seed,
             shuffle_buffer=shuffle_buffer,
             num_workers=num_workers,
             rank=rank,
@@ -429,12 +430,3 @@ class PackedLoader:
             "shards": [p.name for p in ds.shards],
             "sequences": ds.counts,
         }
-
-
-def packed_shard_paths(directory: str | Path) -> list[Path]:
-    """The packed shards ``{:08d}.tar`` of a directory, sorted (temporary files are not listed)."""
-    directory = Path(directory)
-    paths = sorted(p for p in directory.glob("*.tar") if p.stem.isdigit())
-    if not paths:
-        raise PackedShardError(f"{directory}: no packed shards (*.tar) found")
-    return paths

@@ -30,12 +30,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from loom_compute.config import RunConfig
 from loom_compute.errors import LoomComputeError
+from loom_compute.labels import IGNORE_INDEX
 
 META_MEMBER = "__loom_pack__.json"
 FORMAT = "loom-packed"
 VERSION = 1
-IGNORE_INDEX = -100
 
 #: Fields of the header a run must agree with; the reader refuses a shard that differs in any.
 CHECKED_FIELDS = ("tokenizer_sha256", "image_tokens_per_image", "seq_len", "stage", "image_size")
@@ -50,14 +51,35 @@ class PackedShardError(LoomComputeError):
     """A packed shard that cannot be used: wrong run, or broken content. The message names the file."""
 
 
-def expectations(config: Mapping[str, Any], tokenizer_sha256: str) -> dict[str, Any]:
+# `loom pack` writes PACK/w{window:06d}/{shard:08d}.tar (src/pack/window.ts windowDirName,
+# src/pack/packedShard.ts); a shard being written is a hidden temp sibling that never matches.
+_WINDOW_DIR = re.compile(r"^w\d{6}$")
+_SHARD_FILE = re.compile(r"^\d{8}\.tar$")
+
+
+def packed_shard_paths(pack_dir: str | Path) -> list[Path]:
+    """The finished packed shards of a `loom pack` output directory, window by window, in order."""
+    root = Path(pack_dir)
+    paths = sorted(
+        shard
+        for window in (root.iterdir() if root.is_dir() else ())
+        if _WINDOW_DIR.match(window.name) and window.is_dir()
+        for shard in window.iterdir()
+        if _SHARD_FILE.match(shard.name) and shard.is_file()
+    )
+    if not paths:
+        raise PackedShardError(f"{root}: no packed shards (w??????/????????.tar); run `loom pack` first")
+    return paths
+
+
+def expectations(config: RunConfig, tokenizer_sha256: str) -> dict[str, Any]:
     """What a run (resolved config) expects of its packed shards."""
     return {
         "tokenizer_sha256": tokenizer_sha256,
-        "image_tokens_per_image": int(config["image_grid"]) ** 2,
-        "seq_len": int(config["data"]["seq_len"]),
-        "stage": config["stage"],
-        "image_size": int(config["model"]["vision"]["image_size"]),
+        "image_tokens_per_image": config.image_tokens_per_image,
+        "seq_len": config.data.seq_len,
+        "stage": config.stage,
+        "image_size": config.model.vision.image_size,
     }
 
 

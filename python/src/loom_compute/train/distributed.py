@@ -9,15 +9,14 @@ Backend ``auto`` means NCCL when CUDA is present, else gloo.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
+from loom_compute.config import RunConfig
 from loom_compute.errors import ConfigError
 from loom_compute.protocol import world_size
 
@@ -36,8 +35,8 @@ class DistContext:
         return self.rank == 0
 
 
-def choose_backend(config: Mapping[str, Any]) -> str:
-    wanted = config["dist"]["backend"]
+def choose_backend(config: RunConfig) -> str:
+    wanted = config.dist.backend
     if wanted == "auto":
         return "nccl" if torch.cuda.is_available() else "gloo"
     if wanted == "nccl" and not torch.cuda.is_available():
@@ -45,7 +44,7 @@ def choose_backend(config: Mapping[str, Any]) -> str:
     return wanted
 
 
-def init_distributed(config: Mapping[str, Any], timeout_s: float = 1800.0) -> DistContext:
+def init_distributed(config: RunConfig, timeout_s: float = 1800.0) -> DistContext:
     """Joins (or forms) the process group and picks this process's device."""
     backend = choose_backend(config)
     world = world_size()
@@ -70,12 +69,11 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
-    """Sums a few numbers over all ranks (float64, so token counts stay exact)."""
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sums a tensor over all ranks in place, without reading it on the host; returns it."""
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(tensor)
-    return tensor.tolist()
+    return tensor
 
 
 def barrier() -> None:

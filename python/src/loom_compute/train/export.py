@@ -13,7 +13,7 @@ Layout (each part loads with the stock ``transformers`` class, so any tool can u
 Weights are gathered from the FSDP shards on rank 0 (``full_state_dict``, CPU offload) and kept
 in their master dtype. The directory is built as ``export.tmp`` and swapped in at the end, so a
 crash never leaves a half-written export. ``model.init_from: runs/<name>/export`` starts the next
-stage (SFT after pre-training) from it; ``VisionLanguageModel.from_run_config`` reads it.
+stage (SFT after pre-training) from it; ``model.builder.build_model`` reads it.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import save_file
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
+from loom_compute.config import RunConfig
 from loom_compute.train.distributed import DistContext, barrier
 
 FORMAT = "loom-export"
@@ -39,7 +39,7 @@ def _part(full: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tens
     return {k[len(prefix) :]: v.contiguous() for k, v in full.items() if k.startswith(prefix)}
 
 
-def export_model(model: nn.Module, out_dir: Path, config: Mapping[str, Any], step: int, ctx: DistContext) -> Path:
+def export_model(model: nn.Module, out_dir: Path, config: RunConfig, step: int, ctx: DistContext) -> Path:
     """Writes ``out_dir`` (collective: every rank calls it; rank 0 writes)."""
     out_dir = Path(out_dir)
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -59,7 +59,7 @@ def export_model(model: nn.Module, out_dir: Path, config: Mapping[str, Any], ste
             llm_weights.pop("lm_head.weight", None)  # the same tensor as the input embeddings
         save_file(llm_weights, str(tmp / "llm" / "model.safetensors"), metadata={"format": "pt"})
         save_file(_part(full, "projector."), str(tmp / "projector.safetensors"), metadata={"format": "pt"})
-        tokenizer_path = config["tokenizer"].get("path")
+        tokenizer_path = config.tokenizer.path
         if tokenizer_path:
             shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
         (tmp / "loom.json").write_text(
@@ -67,13 +67,13 @@ def export_model(model: nn.Module, out_dir: Path, config: Mapping[str, Any], ste
                 {
                     "format": FORMAT,
                     "version": VERSION,
-                    "stage": config["stage"],
+                    "stage": config.stage,
                     "step": step,
                     "image_grid": inner.image_grid,
                     "feature_layer": inner.feature_layer,
                     "image_token_id": inner.image_token_id,
                     "projector_hidden_size": inner.projector.fc1.out_features,
-                    "config": config,
+                    "config": config.to_dict(),
                 },
                 indent=1,
             ),

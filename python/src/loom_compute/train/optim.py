@@ -19,13 +19,13 @@ the end keep the final value. A one-step run uses ``lr``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from loom_compute.config import RunConfig
 from loom_compute.errors import LoomComputeError
 
 PARTS = ("vision", "projector", "llm")
@@ -34,18 +34,13 @@ PARTS = ("vision", "projector", "llm")
 # ---- freeze matrix --------------------------------------------------------------------------
 
 
-def apply_freeze(model: nn.Module, config: Mapping[str, Any]) -> dict[str, Any]:
+def apply_freeze(model: nn.Module, config: RunConfig) -> dict[str, Any]:
     """Sets requires_grad on model.vision / .projector / .llm per the freeze matrix; returns counts.
 
     Summary: ``{"trainable_params", "frozen_params", "per_part": {part: {"trainable", "frozen"}}}``,
     counting each tensor once (tied embeddings are one tensor).
     """
-    model_cfg = config["model"]
-    trainable = {
-        "vision": bool(model_cfg["vision"].get("trainable", False)),
-        "projector": True,
-        "llm": bool(model_cfg["llm"].get("trainable", True)),
-    }
+    trainable = {"vision": config.model.vision.trainable, "projector": True, "llm": config.model.llm.trainable}
     for part in PARTS:
         getattr(model, part).requires_grad_(trainable[part])
 
@@ -86,19 +81,18 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return groups
 
 
-def build_optimizer(model: nn.Module, config: Mapping[str, Any]) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.AdamW:
     """AdamW over ``param_groups`` with the config's lr, betas, eps (fused only when on CUDA)."""
-    train = config["train"]
-    groups = [{k: v for k, v in g.items() if k != "names"} for g in param_groups(model, train["weight_decay"])]
+    train = config.train
+    groups = [{k: v for k, v in g.items() if k != "names"} for g in param_groups(model, train.weight_decay)]
     if not groups:
         raise LoomComputeError("no trainable parameters: model.vision.trainable and model.llm.trainable leave nothing to train")
     on_cuda = all(p.is_cuda for g in groups for p in g["params"])
-    betas = tuple(float(b) for b in train["betas"])
     return torch.optim.AdamW(
         groups,
-        lr=float(train["lr"]),
-        betas=(betas[0], betas[1]),
-        eps=float(train["eps"]),
+        lr=train.lr,
+        betas=train.betas,
+        eps=train.eps,
         fused=True if on_cuda else None,
     )
 
@@ -106,20 +100,19 @@ def build_optimizer(model: nn.Module, config: Mapping[str, Any]) -> torch.optim.
 # ---- schedule ---------------------------------------------------------------------------------
 
 
-def warmup_steps(total_steps: int, config: Mapping[str, Any]) -> int:
+def warmup_steps(total_steps: int, config: RunConfig) -> int:
     """ceil(warmup_fraction * total), capped at total - 1 so the last step is in the decay."""
     total = _check_total(total_steps)
-    wanted = math.ceil(float(config["train"]["warmup_fraction"]) * total)
+    wanted = math.ceil(config.train.warmup_fraction * total)
     return max(0, min(wanted, total - 1))
 
 
-def lr_at(step: int, total_steps: int, config: Mapping[str, Any]) -> float:
+def lr_at(step: int, total_steps: int, config: RunConfig) -> float:
     """The learning rate optimizer step ``step`` (0-based) uses in a run of ``total_steps`` steps."""
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
-    train = config["train"]
-    peak = float(train["lr"])
-    schedule = train["schedule"]
+    peak = config.train.lr
+    schedule = config.train.schedule
     if schedule not in ("cosine", "linear", "constant"):
         raise LoomComputeError(f"train.schedule: unknown schedule {schedule!r} (cosine, linear or constant)")
     total = _check_total(total_steps)
@@ -128,7 +121,7 @@ def lr_at(step: int, total_steps: int, config: Mapping[str, Any]) -> float:
         return peak * (step + 1) / warmup
     if schedule == "constant" or total == 1:
         return peak
-    floor = peak * float(train["min_lr_ratio"])
+    floor = peak * config.train.min_lr_ratio
     peak_step = max(warmup - 1, 0)
     progress = min(1.0, (step - peak_step) / (total - 1 - peak_step))
     if schedule == "linear":
@@ -138,12 +131,12 @@ def lr_at(step: int, total_steps: int, config: Mapping[str, Any]) -> float:
     return floor + (peak - floor) * factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, config: Mapping[str, Any]) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, config: RunConfig) -> torch.optim.lr_scheduler.LambdaLR:
     """LambdaLR following ``lr_at``: call ``scheduler.step()`` after each ``optimizer.step()``.
 
     The optimizer's lr must be the config's ``train.lr`` (as ``build_optimizer`` sets it).
     """
-    peak = float(config["train"]["lr"])
+    peak = config.train.lr
     _check_total(total_steps)
     lr_at(0, total_steps, config)  # reject a bad schedule now, not on the first step
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step, total_steps, config) / peak)
@@ -165,13 +158,13 @@ class RunSteps:
     accumulation: int  # micro-batches each rank runs per optimizer step
 
 
-def steps_per_run(num_sequences: int, config: Mapping[str, Any], world_size: int = 1) -> RunSteps:
+def steps_per_run(num_sequences: int, config: RunConfig, world_size: int = 1) -> RunSteps:
     """Optimizer steps (``max_steps``, else ``ceil(epochs * ceil(sequences / global_batch))``) and accumulation.
 
     Accumulation is ``global_batch / (micro_batch * world_size)`` and must divide exactly.
     """
-    train = config["train"]
-    global_batch, micro_batch = int(train["global_batch"]), int(train["micro_batch"])
+    train = config.train
+    global_batch, micro_batch = train.global_batch, train.micro_batch
     if world_size < 1:
         raise LoomComputeError(f"world size must be >= 1, got {world_size}")
     per_step = micro_batch * world_size
@@ -186,15 +179,14 @@ def steps_per_run(num_sequences: int, config: Mapping[str, Any], world_size: int
     if num_sequences < 0:
         raise LoomComputeError(f"number of sequences must be >= 0, got {num_sequences}")
     steps_per_epoch = math.ceil(num_sequences / global_batch)
-    max_steps = train.get("max_steps")
-    if max_steps is not None:
-        steps = int(max_steps)
+    if train.max_steps is not None:
+        steps = train.max_steps
     else:
         # rounded first so 0.1 * 30 (= 3.0000000000000004) is 3 steps, not 4
-        steps = math.ceil(round(float(train["epochs"]) * steps_per_epoch, 9))
+        steps = math.ceil(round(train.epochs * steps_per_epoch, 9))
     if steps < 1:
         raise LoomComputeError(
             f"the run has no optimizer steps: {num_sequences} sequences, train.global_batch {global_batch}, "
-            f"train.epochs {train['epochs']} and train.max_steps null"
+            f"train.epochs {train.epochs} and train.max_steps null"
         )
     return RunSteps(optimizer_steps=steps, steps_per_epoch=steps_per_epoch, accumulation=global_batch // per_step)

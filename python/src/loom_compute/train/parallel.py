@@ -18,7 +18,6 @@ A frozen vision tower is sharded too (it holds no gradients; sharding just sprea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -26,6 +25,8 @@ from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+from loom_compute.config import RunConfig
 
 
 def decoder_blocks(model: nn.Module) -> nn.ModuleList:
@@ -38,8 +39,8 @@ def vision_tower_parts(model: nn.Module) -> list[nn.Module]:
     return [child for child in model.vision.children() if any(True for _ in child.parameters())]
 
 
-def mixed_precision(config: Mapping[str, Any]) -> MixedPrecisionPolicy | None:
-    if config["train"]["precision"] == "bf16":
+def mixed_precision(config: RunConfig) -> MixedPrecisionPolicy | None:
+    if config.train.precision == "bf16":
         return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     return None
 
@@ -56,7 +57,7 @@ def apply_compile(model: nn.Module, backend: str = "inductor") -> None:
         blocks[index] = torch.compile(block, backend=backend, fullgraph=False)
 
 
-def apply_fsdp(model: nn.Module, mesh: DeviceMesh, config: Mapping[str, Any]) -> None:
+def apply_fsdp(model: nn.Module, mesh: DeviceMesh, config: RunConfig) -> None:
     policy = mixed_precision(config)
     options: dict[str, Any] = {"mesh": mesh}
     if policy is not None:
@@ -71,12 +72,11 @@ def apply_fsdp(model: nn.Module, mesh: DeviceMesh, config: Mapping[str, Any]) ->
     fully_shard(model, **options)
 
 
-def parallelize(model: nn.Module, mesh: DeviceMesh, config: Mapping[str, Any], compile_backend: str = "inductor") -> nn.Module:
+def parallelize(model: nn.Module, mesh: DeviceMesh, config: RunConfig, compile_backend: str = "inductor") -> nn.Module:
     """Wraps ``model`` in place for training (see the module docstring) and returns it."""
-    train = config["train"]
-    if train["activation_checkpointing"]:
+    if config.train.activation_checkpointing:
         apply_activation_checkpointing(model)
-    if train["compile"]:
+    if config.train.compile:
         apply_compile(model, compile_backend)
     apply_fsdp(model, mesh, config)
     return model

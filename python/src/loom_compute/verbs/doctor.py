@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from loom_compute import protocol
-from loom_compute.verbs import Verb
+from loom_compute.verbs.dispatch import Verb
 
 # Import name -> distribution name, in the order they are checked. All are required.
 LIBRARIES: dict[str, str] = {
@@ -27,7 +27,6 @@ LIBRARIES: dict[str, str] = {
     "safetensors": "safetensors",
     "numpy": "numpy",
     "pyarrow": "pyarrow",
-    "webdataset": "webdataset",
     "jsonschema": "jsonschema",
 }
 

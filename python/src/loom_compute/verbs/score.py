@@ -17,7 +17,7 @@ import argparse
 from typing import Any
 
 from loom_compute.errors import UsageError
-from loom_compute.verbs import Verb
+from loom_compute.verbs.dispatch import Verb
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loom_compute.verbs import Verb
+from loom_compute.verbs.dispatch import Verb
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,14 +10,14 @@ import argparse
 from typing import Any
 
 from loom_compute.config import load_run_config
-from loom_compute.verbs import Verb
+from loom_compute.verbs.dispatch import Verb
 
 SUMMARY_KEYS = ("name", "preset", "stage")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     config = load_run_config(args.config)
-    return {"config": args.config, "valid": True, **{key: config.get(key) for key in SUMMARY_KEYS}}
+    return {"config": args.config, "valid": True, **{key: getattr(config, key) for key in SUMMARY_KEYS}}
 
 
 VERB = Verb(

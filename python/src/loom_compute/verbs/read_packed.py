@@ -8,31 +8,28 @@ it saw: the check that TypeScript's packed shards are what the compute plane exp
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-import numpy as np
 from typing import Any
 
+import numpy as np
+
 from loom_compute import protocol
-from loom_compute.config import load_run_config, read_tokenizer
-from loom_compute.errors import LoomComputeError
-from loom_compute.verbs import Verb
+from loom_compute.config import load_run_config
+from loom_compute.labels import IGNORE_INDEX
+from loom_compute.verbs.dispatch import Verb
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--packed", required=True, metavar="DIR", help="output directory of `loom pack` (shards in w*/)")
+    parser.add_argument("--packed", required=True, metavar="DIR", help="output directory of `loom pack` (shards in w??????/)")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     # Imported here: the verb table must load without torch, so `doctor` can report a broken one.
-    from loom_compute.data import PackedLoader
-    from loom_compute.data.packed import IGNORE_INDEX
+    from loom_compute.data import PackedLoader, packed_shard_paths
+    from loom_compute.model.builder import read_tokenizer
 
     config = load_run_config(args.config)
-    shards = sorted(Path(args.packed).glob("w*/*.tar"))
-    if not shards:
-        raise LoomComputeError(f"{args.packed}: no packed shards (w*/*.tar); run `loom pack` first")
-    loader = PackedLoader.for_run(config, read_tokenizer(config)[0], shards)
+    shards = packed_shard_paths(args.packed)
+    loader = PackedLoader.for_run(config, read_tokenizer(config.tokenizer)[0], shards)
     batches = len(loader)
     sequences = real_tokens = images = targets = documents = 0
     target_counts = np.zeros(0, dtype=np.int64)
@@ -50,7 +47,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             target_counts[: counts.size] += counts
         documents += int(batch["cu_seqlens"].numel() - 1)
         protocol.progress(done, batches, unit="batches")
-    seq_len = int(config["data"]["seq_len"])
+    seq_len = config.data.seq_len
     return {
         "shards": len(shards),
         "batches": batches,
