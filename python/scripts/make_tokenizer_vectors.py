@@ -125,7 +125,15 @@ def encode_all(tokenizer_json: str, texts: list[tuple[str, str]]) -> list[dict[s
         plain = tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         template = tok(text, add_special_tokens=False, split_special_tokens=False)["input_ids"]
         decoded = tok.decode(plain, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        cases.append({"name": name, "text": text, "plain": plain, "template": template, "decoded": decoded})
+        decoded_template = tok.decode(template, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        decoded_skip = tok.decode(template, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        cases.append({"name": name, "text": text, "plain": plain, "template": template, "decoded": decoded,
+                      "decoded_template": decoded_template, "decoded_template_skip_special": decoded_skip})
+    # The TS side checks its batch calls against these per-text ids: transformers' batch call must agree.
+    batch = [t for _, t in texts]
+    if batch:
+        assert tok(batch, add_special_tokens=False, split_special_tokens=False)["input_ids"] == [c["template"] for c in cases]
+        assert tok(batch, add_special_tokens=False, split_special_tokens=True)["input_ids"] == [c["plain"] for c in cases]
     return cases
 
 
@@ -166,7 +174,9 @@ def build() -> dict[str, Any]:
     tokenizers["qwen3"] = entry(QWEN3, None, qwen_raw.decode("utf-8"), qwen_raw)
     return {
         "description": "Reference ids from transformers PreTrainedTokenizerFast(tokenizer_file=...), add_special_tokens=False: "
-        "'plain' with split_special_tokens=True (data text), 'template' with False (template text); 'decoded' = decode(plain). "
+        "'plain' with split_special_tokens=True (data text), 'template' with False (template text); 'decoded' = decode(plain), "
+        "'decoded_template' = decode(template), 'decoded_template_skip_special' = decode(template, skip_special_tokens=True) "
+        "(clean_up_tokenization_spaces=False); the batch call gives the same ids. "
         "Written by python/scripts/make_tokenizer_vectors.py; do not edit by hand.",
         "transformers": transformers.__version__,
         "tokenizers": tokenizers,

@@ -50,7 +50,7 @@ def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def test_reports_every_mode_with_positive_throughputs_and_ratios_from_them(run):
+def test_reports_every_mode_with_positive_throughputs(run):
     lines = run["lines"]
     assert lines[0]["device"] == "cpu"
     loom = {r["part"]: r for r in lines if r.get("impl") == "loom"}
@@ -71,8 +71,17 @@ def test_reports_every_mode_with_positive_throughputs_and_ratios_from_them(run):
     assert run["json"]["results"] == lines[1:]
     assert "model_only" in run["stderr"] and "per s" in run["stderr"]
     if not HAVE_REFERENCES:
-        assert all(c["ratios"] is None for c in comparisons.values())
-        pytest.skip(f"no reference scripts in {REFERENCE_DIR}: ratios not checked")
+        assert not refs and all(c["ratios"] is None for c in comparisons.values())
+
+
+# Skipped before any assertion (at collection) when the references are absent, never after a pass.
+@pytest.mark.skipif(not HAVE_REFERENCES, reason=f"no reference scripts in {REFERENCE_DIR}: ratios not checked")
+def test_ratios_are_loom_over_the_references(run):
+    lines = run["lines"]
+    loom = {r["part"]: r for r in lines if r.get("impl") == "loom"}
+    refs = [r for r in lines if r.get("impl") == "hf-reference"]
+    comparisons = {r["part"]: r for r in lines if r.get("comparison")}
+    mlm = loom["mlm-filter"]
     assert sorted(r["mode"] for r in refs) == ["clip_vit_h14_score", "hf_generate_batch4", "prefill_only_batch32"]
     for ref in refs:
         unit = "pairs_per_s" if ref["part"] == "clip" else "prompts_per_s"

@@ -1,12 +1,12 @@
 """The Python side of the shared config vectors: same verdicts as the TypeScript schema."""
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from fixtures.node import BUILT_CLI, require_built
 from loom_compute.config import ConfigError, config_error_paths, load_run_config, validate_run_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,10 +44,10 @@ def test_load_run_config_names_the_file_on_bad_json_and_missing_file(tmp_path):
         load_run_config(tmp_path / "missing.json")
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 @pytest.mark.parametrize("preset", ["tiny", "open-qwen2vl-2b"])
 @pytest.mark.parametrize("stage", ["pretrain", "sft"])
 def test_configs_resolved_by_the_cli_validate_in_python(tmp_path, preset, stage):
+    require_built(BUILT_CLI)
     out = tmp_path / "config.json"
     subprocess.run(
         ["node", str(ROOT / "bin" / "loom.js"), "config", "init", "--preset", preset, "--stage", stage, "--name", "py", "--out", str(out)],

@@ -6,7 +6,6 @@ side prepared them. Runs the compiled TS through node on images made here with n
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures.node import REPO, run_compiled_module
+from fixtures.node import REPO, require_built, run_compiled_module
 
 IMAGE_MODULE = REPO / "dist" / "src" / "images" / "image.js"
 
@@ -136,8 +135,7 @@ def test_prepared_jpeg_decodes_in_pil(tmp_path: Path) -> None:
         "const { prepareImage } = await import(process.argv[1]);"
         "writeFileSync(process.argv[2] + '.jpg', await prepareImage(readFileSync(process.argv[2]), { size: 96, mode: 'pad' }));"
     )
-    if shutil.which("node") is None or not IMAGE_MODULE.exists():
-        pytest.skip("node or the compiled TS (dist/) is missing")
+    require_built(IMAGE_MODULE)
     result = subprocess.run(["node", "--input-type=module", "-e", script, IMAGE_MODULE.as_uri(), str(source)],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr

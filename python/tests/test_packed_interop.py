@@ -9,7 +9,6 @@ compared with their sources, and collate_packed is checked against the document 
 import hashlib
 import io
 import json
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 from PIL import Image
 from tokenizers import Tokenizer
 
-from fixtures.node import LOOM, NODE, REPO, run_node
+from fixtures.node import BUILT_CLI, LOOM, REPO, require_built, run_node
 from loom_compute.config import parse_run_config
 from loom_compute.data import IGNORE_INDEX, PackedShardError, collate_packed, expectations, read_pack_meta, read_packed_shard
 from loom_compute.data_text import plain_text_tokenizer
@@ -28,14 +27,16 @@ FIXTURE = REPO / "dist" / "test" / "ts" / "pack" / "format" / "fixture.js"
 SEQ_LEN = 160
 PER_SHARD = 4
 
-pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built():
+    require_built(FIXTURE, BUILT_CLI)  # fails, never skips, without node or dist/ (`make test-py` builds first)
 
 
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
-    if not FIXTURE.exists():
-        subprocess.run(["npx", "tsc", "-p", "tsconfig.json"], cwd=REPO, check=True)
     root = tmp_path_factory.mktemp("packed")
     run_node(str(LOOM), "synth", "--out", str(root / "synth"), "--samples", "50", "--sft", "0", "--bench", "0", "--quiet")
     run_node(str(FIXTURE), str(root / "synth"), str(root / "out"), str(SEQ_LEN), str(PER_SHARD))

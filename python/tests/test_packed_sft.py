@@ -15,12 +15,16 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from fixtures.node import LOOM, NODE, REPO, run_node
+from fixtures.node import BUILT_CLI, LOOM, require_built, run_node
 from loom_compute.config import parse_run_config
 from loom_compute.data import IGNORE_INDEX, collate_packed, expectations, read_packed_shard
 
 
-pytestmark = pytest.mark.skipif(NODE is None or not (REPO / "dist" / "src").exists(), reason="node or the built CLI is missing")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built():
+    require_built(BUILT_CLI)  # fails, never skips, without node or dist/ (`make test-py` builds first)
 
 
 

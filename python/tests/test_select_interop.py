@@ -11,18 +11,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fixtures.node import require_built
+
 REPO = Path(__file__).resolve().parents[2]
 NODE = shutil.which("node")
 LOOM = REPO / "bin" / "loom.js"
 BUILT = REPO / "dist" / "src" / "cli" / "commands" / "select.js"
 
-pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def built():
-    if not BUILT.exists():
-        subprocess.run(["npx", "tsc", "-p", "tsconfig.json"], cwd=REPO, check=True)
+    require_built(BUILT)  # fails, never skips, without node or dist/ (`make test-py` builds first)
 
 
 def write_sidecar(path: Path, uids, columns, scorer: str, bad: int = 0) -> None:

@@ -11,18 +11,18 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
+from fixtures.node import require_built
+
 REPO = Path(__file__).resolve().parents[2]
 NODE = shutil.which("node")
 FIXTURE = REPO / "dist" / "test" / "ts" / "shards" / "interopFixture.js"
 LOOM = REPO / "bin" / "loom.js"
 
-pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def built():
-    if not FIXTURE.exists():
-        subprocess.run(["npx", "tsc", "-p", "tsconfig.json"], cwd=REPO, check=True)
+    require_built(FIXTURE)  # fails, never skips, without node or dist/ (`make test-py` builds first)
 
 
 def image_bytes(fmt: str, w: int, h: int, seed: int) -> bytes:

@@ -1,5 +1,6 @@
 """Optimizer pieces on the tiny preset: the freeze matrix, AdamW groups, the lr schedule (properties,
-cross-checked against torch's own schedulers), step/accumulation arithmetic, and one real optimizer
+hand-computed values at chosen steps, the documented formula written out here, and torch's own
+schedulers), step/accumulation arithmetic, and one real optimizer
 step that moves the projector and LLM while leaving the frozen vision tower bit-identical."""
 
 from __future__ import annotations
@@ -215,17 +216,69 @@ def test_decay_matches_torch_schedulers(total, warmup, min_ratio):
             reference.step()
 
 
+# Hand-computed values of the documented schedule (train/optim.py, docs/training.md): total 23,
+# warmup_fraction 0.2 -> W = ceil(4.6) = 5 warmup steps, lr(s) = lr * (s + 1) / 5 for s < 5; the
+# peak is step 4; decay over the 18 steps 4..22 to lr * 0.1 at step 22. Written out as numbers
+# (cos(pi/2) = 0, cos(pi/3) = 1/2), not computed with lr_at.
+HAND_LR, HAND_TOTAL, HAND_MIN = 1e-3, 23, 0.1
+HAND = {
+    "cosine": {0: 2e-4, 1: 4e-4, 3: 8e-4, 4: 1e-3,
+               13: 1e-4 + 9e-4 * 0.5,            # halfway (9/18): cos(pi/2) = 0
+               10: 1e-4 + 9e-4 * 0.75,           # a third of the way (6/18): (1 + cos(pi/3)) / 2
+               22: 1e-4, 30: 1e-4},              # the last step, and past the end
+    "linear": {0: 2e-4, 4: 1e-3, 13: 5.5e-4, 10: 7e-4, 22: 1e-4, 30: 1e-4},
+    "constant": {0: 2e-4, 2: 6e-4, 4: 1e-3, 13: 1e-3, 22: 1e-3, 30: 1e-3},
+}
+
+
 @pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
-def test_lambda_scheduler_follows_lr_at(model, schedule):
-    total = 23
-    config = _with(_config(), schedule=schedule, warmup_fraction=0.2, min_lr_ratio=0.1)
+def test_lr_at_and_the_scheduler_give_the_hand_computed_schedule(model, schedule):
+    config = _with(_config(), lr=HAND_LR, schedule=schedule, warmup_fraction=0.2, min_lr_ratio=HAND_MIN)
+    expected = HAND[schedule]
+    assert warmup_steps(HAND_TOTAL, config) == 5
+    for step, value in expected.items():
+        assert lr_at(step, HAND_TOTAL, config) == pytest.approx(value, rel=1e-12), step
+    # The scheduler the trainer steps: the lr each optimizer step actually uses.
     apply_freeze(model, config)
     optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, total, config)
-    for step in range(total):
-        for group in optimizer.param_groups:
-            assert group["lr"] == pytest.approx(lr_at(step, total, config), rel=1e-12)
+    scheduler = build_scheduler(optimizer, HAND_TOTAL, config)
+    used = []
+    for _ in range(HAND_TOTAL):
+        used.append(optimizer.param_groups[0]["lr"])
+        assert all(g["lr"] == used[-1] for g in optimizer.param_groups)
         optimizer.step()  # no gradients: a no-op, keeps torch's step order
+        scheduler.step()
+    for step, value in expected.items():
+        if step < HAND_TOTAL:
+            assert used[step] == pytest.approx(value, rel=1e-12), step
+    assert max(used) == pytest.approx(HAND_LR, rel=1e-12) and min(used) == pytest.approx(2e-4 if schedule == "constant" else 1e-4, rel=1e-12)
+    after_peak = used[4:]
+    assert all(b <= a for a, b in itertools.pairwise(after_peak))  # non-increasing after the warmup
+    assert all(a < b for a, b in itertools.pairwise(used[:5]))  # strictly rising during it
+
+
+@settings(max_examples=60, deadline=None)
+@given(total=st.integers(2, 400), warmup=st.floats(0.0, 1.0), min_ratio=st.floats(0.0, 1.0), schedule=st.sampled_from(["cosine", "linear"]))
+def test_scheduler_matches_the_documented_formula(total, warmup, min_ratio, schedule):
+    """The formula of the docstring, written here independently (torch's own schedulers are the
+    second reference above), against the lr torch's optimizer really holds at each step."""
+    lr = 0.01
+    config = _schedule_config(lr, warmup, min_ratio, schedule)
+    w = min(math.ceil(warmup * total), total - 1)
+    peak_step = max(w - 1, 0)
+
+    def documented(s: int) -> float:
+        if s < w:
+            return lr * (s + 1) / w
+        x = (s - peak_step) / (total - 1 - peak_step)
+        shape = 1 - x if schedule == "linear" else (1 + math.cos(math.pi * x)) / 2
+        return lr * min_ratio + (lr - lr * min_ratio) * shape
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = build_scheduler(optimizer, total, config)
+    for s in range(total):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(documented(s), rel=1e-9, abs=1e-15), s
+        optimizer.step()
         scheduler.step()
 
 

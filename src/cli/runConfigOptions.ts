@@ -25,7 +25,12 @@ export function addRunConfigOptions(command: Command): Command {
     .option('--stage <stage>', `stage when resolving from a preset (${STAGES.join(', ')})`, 'pretrain')
     .option('--name <name>', 'run name when resolving from a preset', 'run')
     .option('--file <path>', 'partial config JSON merged over the preset (repeatable)', collect, [])
-    .option('--set <key=value>', 'override one config key, e.g. --set data.seq_len=2048 (repeatable)', collect, []);
+    .option(
+      '--set <key=value>',
+      'override one config key, e.g. --set data.seq_len=2048 (repeatable); a value that is JSON (number, true, false, null, "string", [array], {object}) is that JSON, any other text is a string in which \\n, \\t and \\\\ are a newline, a tab and a backslash',
+      collect,
+      [],
+    );
 }
 
 /** The run config the options describe: the --config file as is, or one resolved from the preset. */

@@ -90,20 +90,28 @@ export function deepMerge(base: unknown, override: unknown): unknown {
 // Keys that would reach an object's prototype instead of a config field.
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
-/** Applies `a.b.c=value`; the value is JSON when it parses as JSON, else a plain string. */
+/**
+ * The value of `--set key=value`, as a shell user expects: text that is a JSON literal (a number,
+ * true, false, null, a "quoted string", an [array] or an {object}) is that JSON value; any other
+ * text is a string in which `\n` is a newline, `\t` a tab and `\\` one backslash (as printf
+ * reads them); any other backslash is kept as typed.
+ */
+export function parseSetValue(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw.replace(/\\([nt\\])/g, (_, c: string) => (c === 'n' ? '\n' : c === 't' ? '\t' : '\\'));
+  }
+}
+
+/** Applies `a.b.c=value`, the value read by parseSetValue. */
 export function applyAssignment(config: unknown, assignment: string): unknown {
   const eq = assignment.indexOf('=');
   if (eq <= 0) throw new LoomError(`--set expects key.path=value, got '${assignment}'`);
   const keys = assignment.slice(0, eq).split('.');
   const badKey = keys.find((k) => k === '' || FORBIDDEN_KEYS.has(k));
   if (badKey !== undefined) throw new LoomError(`--set ${assignment.slice(0, eq)}: ${badKey === '' ? 'empty key in the path' : `'${badKey}' is not a config key`}`);
-  const raw = assignment.slice(eq + 1);
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch {
-    value = raw;
-  }
+  const value = parseSetValue(assignment.slice(eq + 1));
   const patch = keys.reduceRight<unknown>((inner, key) => ({ [key]: inner }), value);
   return deepMerge(config, patch);
 }

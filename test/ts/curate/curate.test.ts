@@ -1,8 +1,8 @@
 // `loom curate` end to end on synthetic data: train a filter network on trusted pairs, score, select,
 // report against the ground truth, reshard; a rerun resumes (filter reused, shards skipped); a CLIP-
 // style scorer and the MLM-Filter scorer in one run, selected by their union; a run killed mid-way
-// (every process of it, workers included) and relaunched with another process count ends with the
-// same sidecars as an uninterrupted run.
+// (every process of it, workers included) and relaunched with another process count scores exactly
+// the shards left.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -160,11 +160,13 @@ function killTree(root: number): void {
   }
 }
 
-test('loom curate killed mid-way under torchrun and relaunched with one process equals an uninterrupted run', async () => {
+// Byte-identity with an uninterrupted run after a kill and a relaunch with another process count is
+// python/tests/test_curate_runner.py's (the score verb, killed, relaunched with 2 ranks, sidecars
+// compared byte for byte); here the CLI's part: killing the whole torchrun tree mid-way leaves no
+// sidecar a relaunch trusts wrongly, and the relaunch reports and finishes the rest.
+test('loom curate killed mid-way under torchrun and relaunched with one process finishes the rest', async () => {
   const shards = join(dir, 'synth', 'pretrain');
   const curate = (out: string, nproc: string) => ['curate', '--shards', shards, '--model', filter, '--batch-size', '2', '--rule', 'dfn.cosine > -2', '--nproc-per-node', nproc, '--out', out, '--json'];
-  const whole = loom(...curate(join(dir, 'whole'), '1'));
-  assert.equal(whole.status, 0, whole.stderr);
 
   const killedOut = join(dir, 'killed');
   const scores = join(killedOut, 'scores');
@@ -189,10 +191,12 @@ test('loom curate killed mid-way under torchrun and relaunched with one process 
   assert.equal(report.scores.dfn.shards_skipped, done);
   assert.equal(report.scores.dfn.shards_scored, 6 - done);
   assert.deepEqual(readdirSync(scores).filter(isTempPath), [], 'no temporary files are left');
-  const files = (d: string) => readdirSync(d).sort();
-  assert.deepEqual(files(scores), files(join(dir, 'whole', 'scores')));
-  for (const name of files(scores)) {
-    assert.ok(readFileSync(join(scores, name)).equals(readFileSync(join(dir, 'whole', 'scores', name))), `${name} is byte-identical`);
-  }
+  const names = (await listShards(shards)).map((p) => p.split('/').at(-1)!.replace(/\.tar$/, '')).sort();
+  const sidecarNames = readdirSync(scores).sort();
+  assert.equal(sidecarNames.length, 6);
+  names.forEach((shard, i) => assert.ok(sidecarNames[i]!.startsWith(shard), `${sidecarNames[i]} is the sidecar of ${shard}`));
+  let rows = 0;
+  for (const name of sidecarNames) rows += (await readSidecar(join(scores, name), ['cosine'], { uids: true })).uids.length;
+  assert.equal(rows, 240, 'every sample scored exactly once');
   assert.equal(report.selection.kept, 240);
 });

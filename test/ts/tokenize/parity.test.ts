@@ -11,7 +11,7 @@ const VECTORS = tokenizerVectors();
 
 describe('tokenizer parity TS <-> transformers (committed vectors)', () => {
   for (const name of Object.keys(VECTORS)) {
-    it(`${name}: encode, encodeText, their batches and decode equal transformers`, async (t) => {
+    it(`${name}: encode, encodeText, their batches and decode (with and without special tokens) equal transformers`, async (t) => {
       const found = vectorTokenizerPath(name, VECTORS);
       if ('missing' in found) {
         t.skip(`${found.missing}: ${name} parity not checked`);
@@ -28,6 +28,8 @@ describe('tokenizer parity TS <-> transformers (committed vectors)', () => {
         assert.deepEqual(await tokenizer.encodeText(c.text), c.plain, `${c.name}: encodeText differs from transformers (split_special_tokens=True)`);
         assert.deepEqual(textBatch[i], c.plain, `${c.name}: encodeTextBatch differs from transformers`);
         assert.equal(await tokenizer.decode(c.plain), c.decoded, `${c.name}: decode differs from transformers`);
+        assert.equal(await tokenizer.decode(c.template), c.decoded_template, `${c.name}: decode of template ids differs from transformers`);
+        assert.equal(await tokenizer.decode(c.template, true), c.decoded_template_skip_special, `${c.name}: decode skipping special tokens differs from transformers`);
       }
     });
   }

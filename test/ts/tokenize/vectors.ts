@@ -16,6 +16,10 @@ export interface VectorCase {
   template: number[];
   /** transformers' decode of `plain`. */
   decoded: string;
+  /** transformers' decode of `template`. */
+  decoded_template: string;
+  /** transformers' decode of `template` with skip_special_tokens=True. */
+  decoded_template_skip_special: string;
 }
 
 export interface VectorTokenizer {
