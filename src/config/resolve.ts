@@ -12,7 +12,7 @@ export interface ResolveOptions {
   name: string;
   /** Partial configs merged in order over the preset's defaults (e.g. from --file). */
   overrides?: unknown[];
-  /** `key.path=value` assignments applied last (value parsed as JSON when it parses). */
+  /** `key.path=value` assignments applied last (parseSetValue: JSON literals as JSON, other text a string with \\n, \\t, \\\\ read as escapes). */
   assignments?: string[];
   /** Directory that relative paths in overrides are resolved against (default: cwd). */
   baseDir?: string;

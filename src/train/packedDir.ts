@@ -8,9 +8,12 @@ import type { RunConfig } from '../config/schema.js';
 import { PACK_META_MEMBER } from '../pack/packedShard.js';
 import { PACK_REPORT_FILE } from '../pack/run.js';
 
-/** The packed shards the trainer lists (loom_compute.train.trainer.packed_shards): w*\/*.tar. */
-const WINDOW_DIR_RE = /^w\d+$/;
-const SHARD_NAME_RE = /^\d+\.tar$/;
+/**
+ * The packed shards as the writer names them (windowDirName, shardFileName) and the trainer lists
+ * them (loom_compute.data.packed.packed_shard_paths): w??????/????????.tar.
+ */
+const WINDOW_DIR_RE = /^w\d{6}$/;
+const SHARD_NAME_RE = /^\d{8}\.tar$/;
 
 /** Throws a LoomError unless the config's data.packed is set and is a finished pack. */
 export function requirePackedDir(config: RunConfig): void {

@@ -2,12 +2,12 @@
 // options, or the run's saved one on --resume), the run directory, the launcher and the worker's
 // command line. Reads files but writes nothing, so a refusal leaves no trace.
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { LoomError, EXIT_USAGE } from '../util/errors.js';
 import { loadRunConfigFile, validateRunConfig } from '../config/resolve.js';
 import type { RunConfig } from '../config/schema.js';
 import { workerCommand, type LauncherOptions } from '../protocol/command.js';
-import { checkpointDirs } from './checkpoints.js';
+import { completeCheckpoints } from './checkpoints.js';
 import { applyDistFlags, type DistFlags } from './dist.js';
 import { requirePackedDir } from './packedDir.js';
 import { forbiddenResumeChanges, RESUME_MUTABLE_TEXT } from './resume.js';
@@ -74,10 +74,10 @@ export function planTrain(request: TrainRequest, cwd = process.cwd()): TrainPlan
     }
     config ??= saved;
   } else {
-    const checkpoints = checkpointDirs(join(runDir, 'checkpoints'));
+    const checkpoints = completeCheckpoints(runDir);
     if (checkpoints.length > 0) {
       throw new LoomError(
-        `${runDir} already holds a checkpoint (${checkpoints[checkpoints.length - 1]}): pass --resume to continue it, ` +
+        `${runDir} already holds a checkpoint (${basename(checkpoints[checkpoints.length - 1]!.path)}): pass --resume to continue it, ` +
           'or choose another --name for a new run',
         EXIT_USAGE,
       );

@@ -17,9 +17,11 @@ export function registerConfig(program: Command): void {
   config
     .command('init')
     .description(
-      'Resolve a preset at a stage, with your overrides, into a complete validated run config.\n' +
-        'Overrides merge in order: --file (a partial config, JSON), then each --set key.path=value\n' +
-        '(value parsed as JSON when it parses, e.g. --set train.lr=1e-4 --set data.shards=shards/).\n' +
+      'Resolve a preset at a stage, with your overrides, into a complete validated run config.\n\n' +
+        'Overrides merge in order: --file (a partial config, JSON), then each --set key.path=value ' +
+        '(e.g. --set train.lr=1e-4 --set data.shards=shards/). A value that is JSON (number, true, false, null, ' +
+        '"string", [array], {object}) is that JSON; any other text is a string in which \\n, \\t and \\\\ are a ' +
+        'newline, a tab and a backslash, so a template needs no JSON quoting.\n\n' +
         'Numbers are checked against sane bounds and tokenizer.path must name an existing file.',
     )
     .option('--preset <name>', `one of: ${PRESETS.join(', ')}`, 'tiny')
