@@ -35,15 +35,14 @@ data plane's packed images (src/images/image.ts is tested against PIL's bicubic 
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from loom_compute.config import RunConfig, parse_run_config
+from loom_compute.config import RunConfig
 from loom_compute.data_text import encode_data_text, plain_text_tokenizer
 from loom_compute.errors import LoomComputeError
 
@@ -345,29 +344,11 @@ class MlmFilterScorer:
         """Loads a Loom export (``runs/<name>/export``) with its tokenizer and the run's image settings."""
         from tokenizers import Tokenizer
 
-        from loom_compute.model.builder import build_model
+        from loom_compute.model.export_dir import inference_config, load_export
 
-        export = Path(export_dir)
-        try:
-            info = json.loads((export / "loom.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise LoomComputeError(f"{export}: cannot read loom.json ({exc}); is it a Loom export directory (runs/<name>/export)?") from None
-        if info.get("format") != "loom-export":
-            raise LoomComputeError(f"{export / 'loom.json'}: not a Loom export (format {info.get('format')!r})")
-        tokenizer_path = export / "tokenizer.json"
-        if not tokenizer_path.is_file():
-            raise LoomComputeError(f"{export}: no tokenizer.json in the export")
-        trained = parse_run_config(info["config"], str(export / "loom.json"))
         # The export's own weights, grid and tokenizer; SDPA because scoring runs anywhere, CPU included.
-        config = replace(
-            trained,
-            image_grid=int(info["image_grid"]),
-            model=replace(trained.model, init_from=str(export)),
-            tokenizer=replace(trained.tokenizer, path=str(tokenizer_path)),
-            train=replace(trained.train, attention="sdpa"),
-        )
-        model = build_model(config, image_token_id=int(info["image_token_id"]))
-        return cls.from_model(model, Tokenizer.from_file(str(tokenizer_path)), config, source=str(export), **options)
+        model, info = load_export(export_dir, attention="sdpa")
+        return cls.from_model(model, Tokenizer.from_file(str(info.tokenizer_path)), inference_config(info), source=str(info.path), **options)
 
     @classmethod
     def from_model(cls, model: VisionLanguageModel, tokenizer: Tokenizer, config: RunConfig, **options: Any) -> MlmFilterScorer:

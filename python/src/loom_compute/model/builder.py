@@ -9,7 +9,6 @@ is the one place that sets ``requires_grad``.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, Sigl
 
 from loom_compute.config import ModelConfig, ModelSource, RunConfig, TokenizerConfig
 from loom_compute.errors import ConfigError, LoomComputeError
+from loom_compute.model.export_dir import ExportError, ExportInfo, read_export
 from loom_compute.model.vlm import VisionLanguageModel
 
 # train.attention -> the attn_implementation transformers loads the modules with.
@@ -117,19 +117,16 @@ def build_model(
     return model
 
 
-def read_export_info(init_from: str | Path, model_cfg: ModelConfig) -> dict[str, Any]:
-    """The ``loom.json`` of a Loom export (``model.init_from``), checked against this run's model."""
-    path = Path(init_from) / "loom.json"
+def read_export_info(init_from: str | Path, model_cfg: ModelConfig) -> ExportInfo:
+    """The export named by ``model.init_from``, checked against this run's model."""
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LoomComputeError(f"model.init_from = {str(init_from)!r}: cannot read {path} ({exc}); is it a Loom export directory?") from None
-    if info.get("format") != "loom-export":
-        raise LoomComputeError(f"model.init_from: {path} is not a Loom export (format {info.get('format')!r})")
+        info = read_export(init_from)
+    except ExportError as exc:
+        raise LoomComputeError(f"model.init_from = {str(init_from)!r}: {exc}", key="model.init_from") from None
     width = model_cfg.projector.hidden_size
-    if int(info["projector_hidden_size"]) != width:
+    if info.projector_hidden_size != width:
         raise LoomComputeError(
-            f"model.init_from: the export's projector is {info['projector_hidden_size']} wide but "
+            f"model.init_from: the export's projector is {info.projector_hidden_size} wide but "
             f"model.projector.hidden_size is {width}",
             key="model.projector.hidden_size",
         )

@@ -1,0 +1,215 @@
+"""The Loom-native export folder: the one place that writes, reads and loads it.
+
+Layout (each part loads with the stock ``transformers`` class, so any tool can use it)::
+
+    export/
+      loom.json                 what this is (below)
+      vision/                   SiglipVisionModel.from_pretrained(...)  (config.json, model.safetensors)
+      llm/                      Qwen2ForCausalLM.from_pretrained(...)   (config.json, model.safetensors)
+      projector.safetensors     fc1.weight, fc1.bias, fc2.weight, fc2.bias
+      tokenizer.json            the tokenizer the model was trained with
+
+``loom.json`` (version 2; version 1 had no ``prompt_format`` or ``source``, read as "chatml"/"caption"
+by stage and null)::
+
+    format: "loom-export", version, stage ("pretrain" | "sft"), step (int or null),
+    image_grid, feature_layer, image_token_id, projector_hidden_size,
+    prompt_format: how a conversation becomes ids for this model (loom_compute.infer.prompts),
+    source: null for a trained run, {"format", "path", ...} for an imported checkpoint,
+    config: the full run config (its model, data.resize, vision mean/std and tokenizer settings
+            are what a loader needs)
+
+Writers: the trainer (train/export.py, gathered from FSDP shards) and the importers
+(loom_compute/convert/). Readers: ``model.init_from`` (builder.build_model), the MLM-Filter
+scorer, generation and the converters, all through ``read_export``/``load_export``.
+
+The folder is built as ``<out>.tmp`` and swapped in at the end, so a crash never leaves a
+half-written export and the previous one survives until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from loom_compute.config import RunConfig, parse_run_config
+from loom_compute.errors import LoomComputeError
+
+FORMAT = "loom-export"
+VERSION = 2
+# A stage's prompt format when loom.json does not name one (version 1 exports).
+DEFAULT_PROMPT_FORMAT = {"pretrain": "caption", "sft": "chatml"}
+
+
+class ExportError(LoomComputeError):
+    """A folder that is not a readable Loom export."""
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    path: Path
+    stage: str
+    step: int | None
+    image_grid: int
+    feature_layer: int
+    image_token_id: int
+    projector_hidden_size: int
+    prompt_format: str
+    source: dict[str, Any] | None
+    config: RunConfig
+    raw: dict[str, Any]
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / "tokenizer.json"
+
+
+def read_export(path: str | Path) -> ExportInfo:
+    """The export's ``loom.json``, checked and typed; errors name the file and the key."""
+    path = Path(path)
+    info_path = path / "loom.json"
+    try:
+        raw = json.loads(info_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportError(f"{path}: no loom.json here; is it a Loom export directory (runs/<name>/export)?") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ExportError(f"{info_path}: cannot read it ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+        raise ExportError(f"{info_path}: not a Loom export (format {found!r}, expected {FORMAT!r})")
+    version = raw.get("version")
+    if version not in (1, VERSION):
+        raise ExportError(f"{info_path}: version {version!r} is not one this Loom reads (1 or {VERSION})")
+    try:
+        stage = str(raw["stage"])
+        config = parse_run_config(raw["config"], str(info_path))
+        info = ExportInfo(
+            path=path,
+            stage=stage,
+            step=None if raw.get("step") is None else int(raw["step"]),
+            image_grid=int(raw["image_grid"]),
+            feature_layer=int(raw["feature_layer"]),
+            image_token_id=int(raw["image_token_id"]),
+            projector_hidden_size=int(raw["projector_hidden_size"]),
+            prompt_format=str(raw.get("prompt_format") or DEFAULT_PROMPT_FORMAT.get(stage, "chatml")),
+            source=raw.get("source"),
+            config=config,
+            raw=raw,
+        )
+    except KeyError as exc:
+        raise ExportError(f"{info_path}: key {exc.args[0]!r} is missing") from None
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"{info_path}: {exc}") from None
+    for part in ("vision/config.json", "llm/config.json", "projector.safetensors"):
+        if not (path / part).is_file():
+            raise ExportError(f"{path}: {part} is missing; the export is incomplete")
+    return info
+
+
+def write_export(
+    out_dir: str | Path,
+    *,
+    vision_config: Any,
+    vision_state: Mapping[str, torch.Tensor],
+    llm_config: Any,
+    llm_state: Mapping[str, torch.Tensor],
+    projector_state: Mapping[str, torch.Tensor],
+    tokenizer_json: str | Path | bytes | None,
+    config: RunConfig,
+    stage: str,
+    step: int | None,
+    image_grid: int,
+    feature_layer: int,
+    image_token_id: int,
+    prompt_format: str | None = None,
+    source: Mapping[str, Any] | None = None,
+    extra_files: Mapping[str, bytes] | None = None,
+) -> Path:
+    """Writes a complete export atomically: ``<out>.tmp`` is filled, then renamed over ``<out>``.
+
+    ``vision_config``/``llm_config`` are transformers ``PretrainedConfig`` objects; the states are
+    the towers' own state dicts (no ``vision.``/``llm.`` prefix) and the projector's
+    ``fc1``/``fc2`` weights. A tied LLM's ``lm_head.weight`` is dropped: it is the embedding.
+    """
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "vision").mkdir(parents=True)
+    (tmp / "llm").mkdir()
+    vision_config.save_pretrained(tmp / "vision")
+    save_file(_contiguous(vision_state), str(tmp / "vision" / "model.safetensors"), metadata={"format": "pt"})
+    llm_config.save_pretrained(tmp / "llm")
+    llm_weights = _contiguous(llm_state)
+    if getattr(llm_config, "tie_word_embeddings", False):
+        llm_weights.pop("lm_head.weight", None)
+    save_file(llm_weights, str(tmp / "llm" / "model.safetensors"), metadata={"format": "pt"})
+    save_file(_contiguous(projector_state), str(tmp / "projector.safetensors"), metadata={"format": "pt"})
+    if isinstance(tokenizer_json, bytes):
+        (tmp / "tokenizer.json").write_bytes(tokenizer_json)
+    elif tokenizer_json is not None:
+        shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
+    for name, data in (extra_files or {}).items():
+        target = tmp / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    projector_hidden_size = int(projector_state["fc1.weight"].shape[0])
+    info = {
+        "format": FORMAT,
+        "version": VERSION,
+        "stage": stage,
+        "step": step,
+        "image_grid": int(image_grid),
+        "feature_layer": int(feature_layer),
+        "image_token_id": int(image_token_id),
+        "projector_hidden_size": projector_hidden_size,
+        "prompt_format": prompt_format or DEFAULT_PROMPT_FORMAT.get(stage, "chatml"),
+        "source": dict(source) if source is not None else None,
+        "config": config.to_dict(),
+    }
+    (tmp / "loom.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+    old = out_dir.with_name(out_dir.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return out_dir
+
+
+def inference_config(info: ExportInfo, attention: str = "sdpa") -> RunConfig:
+    """The export's run config pointed at the export itself: its weights, grid and tokenizer."""
+    trained = info.config
+    tokenizer = trained.tokenizer
+    if info.tokenizer_path.is_file():
+        tokenizer = replace(tokenizer, path=str(info.tokenizer_path))
+    return replace(
+        trained,
+        image_grid=info.image_grid,
+        model=replace(trained.model, init_from=str(info.path)),
+        tokenizer=tokenizer,
+        train=replace(trained.train, attention=attention),
+    )
+
+
+def load_export(path: str | Path, attention: str = "sdpa") -> tuple[Any, ExportInfo]:
+    """(VisionLanguageModel in eval mode, fp32 on the CPU, ExportInfo) for an export folder."""
+    from loom_compute.model.builder import build_model
+
+    info = read_export(path)
+    if not info.tokenizer_path.is_file():
+        raise ExportError(f"{info.path}: tokenizer.json is missing; an export needs the tokenizer it was trained with")
+    model = build_model(inference_config(info, attention), image_token_id=info.image_token_id)
+    return model.eval(), info
+
+
+def _contiguous(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous() for k, v in state.items()}
