@@ -44,7 +44,7 @@ from loom_compute.convert.files import CheckpointError, check_shapes, load_pickl
 from loom_compute.convert.qwen2 import check_llm_state, check_vision_state, load_hf_vision, qwen2_config_from_dir
 from loom_compute.convert.run_config import ImportedModel
 from loom_compute.convert.timm_siglip import TIMM_ACT, timm_to_hf, timm_vision_config
-from loom_compute.convert.tokens import add_special, check_fits, read_tokenizer_json, require_tokens
+from loom_compute.convert.tokens import add_special, check_fits, eos_pad, read_tokenizer_json, require_tokens
 from loom_compute.model.export_dir import ExportInfo
 
 CHECKPOINT = Path("checkpoints") / "latest-checkpoint.pt"
@@ -158,7 +158,7 @@ def import_prismatic(
     tok = read_tokenizer_json(tokenizer_path)
     image_token = base_config.tokenizer.image_token
     ids = add_special(tok, [*ADDED_TOKENS, image_token], str(tokenizer_path))
-    eos, pad = _eos_pad(llm, base_config)
+    eos, pad = eos_pad(llm / "tokenizer_config.json", base_config)
     require_tokens(tok, [eos, pad], str(tokenizer_path))
     check_fits(tok, int(llm_state["model.embed_tokens.weight"].shape[0]), str(tokenizer_path))
 
@@ -253,20 +253,3 @@ def _strip(state: dict[str, torch.Tensor], prefix: str, where: str) -> dict[str,
     if bad:
         raise CheckpointError(f"{where}: key {bad[0]!r} does not start with {prefix!r}")
     return {k[len(prefix) :]: v for k, v in state.items()}
-
-
-def _eos_pad(llm: Path, base_config: RunConfig) -> tuple[str, str]:
-    """The LLM tokenizer's own eos/pad (tokenizer_config.json), else the base config's."""
-    eos, pad = base_config.tokenizer.eos_token, base_config.tokenizer.pad_token
-    config_path = llm / "tokenizer_config.json"
-    if config_path.is_file():
-        fields = read_json(config_path)
-        eos = _token_text(fields.get("eos_token")) or eos
-        pad = _token_text(fields.get("pad_token")) or pad
-    return eos, pad
-
-
-def _token_text(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("content")
-    return value if isinstance(value, str) and value else None

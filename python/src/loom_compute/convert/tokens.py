@@ -17,7 +17,8 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer
 
-from loom_compute.convert.files import CheckpointError
+from loom_compute.config import RunConfig
+from loom_compute.convert.files import CheckpointError, read_json
 
 
 def read_tokenizer_json(path: Path) -> Tokenizer:
@@ -70,3 +71,19 @@ def check_fits(tokenizer: Tokenizer, embedding_rows: int, where: str) -> None:
             f"{where}: the tokenizer (with the tokens the source adds and <image>) has ids up to {largest} "
             f"({size} tokens) but the LLM's embedding table has {embedding_rows} rows"
         )
+
+
+def eos_pad(tokenizer_config: Path, base_config: RunConfig) -> tuple[str, str]:
+    """The tokenizer's own eos/pad (its tokenizer_config.json), else the base config's."""
+    eos, pad = base_config.tokenizer.eos_token, base_config.tokenizer.pad_token
+    if tokenizer_config.is_file():
+        fields = read_json(tokenizer_config)
+        eos = _token_text(fields.get("eos_token")) or eos
+        pad = _token_text(fields.get("pad_token")) or pad
+    return eos, pad
+
+
+def _token_text(value: object) -> str | None:
+    if isinstance(value, dict):  # {"content": ..., "special": ...} in older tokenizer_config files
+        value = value.get("content")
+    return value if isinstance(value, str) and value else None
