@@ -234,3 +234,17 @@ def test_bad_sources_get_clear_errors(tmp_path, llm_state, vision_dir, base, cas
     with pytest.raises(CheckpointError, match=message):
         import_llava(src, tmp_path / "export", base, vision=None if case == "hub-tower" else vision_dir)
     assert not (tmp_path / "export").exists()
+
+
+def test_a_saved_tower_must_match_the_vision_folder(tmp_path, llm_state, vision_dir, base):
+    """LLaVA ignores a frozen tower's saved copy and loads mm_vision_tower; a --vision folder that
+    differs from that copy is the wrong one."""
+    tower = {f"model.vision_tower.vision_tower.vision_model.{k}": v for k, v in load_file(str(vision_dir / "model.safetensors")).items()}
+    projector = projector_weights("model.mm_projector.mlp_projector.", seed=21)
+    same = write_llava(tmp_path / "same", llava_config(), {**llm_state, **projector, **tower})
+    assert import_llava(same, tmp_path / "export", base, vision=vision_dir).image_grid == 4
+
+    key = "model.vision_tower.vision_tower.vision_model.post_layernorm.weight"
+    other = write_llava(tmp_path / "other", llava_config(), {**llm_state, **projector, **tower, key: tower[key] + 1})
+    with pytest.raises(CheckpointError, match=r"post_layernorm\.weight differs from the vision tower saved in the checkpoint"):
+        import_llava(other, tmp_path / "export2", base, vision=vision_dir)

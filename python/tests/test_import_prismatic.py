@@ -209,6 +209,16 @@ def test_checkpoint_with_a_pickled_object_is_refused(tmp_path, llm_state, llm_di
     assert str(run / "checkpoints" / "latest-checkpoint.pt") in str(caught.value)
     assert not (tmp_path / "export").exists()
 
+    # through the verb: one error event naming the file, exit 1, nothing written
+    result = run_module(
+        "loom_compute", "import", "--format", "prismatic", "--source", str(run), "--out", str(tmp_path / "export"),
+        "--llm", str(llm_dir), "--vision", str(tmp_path / "v"), "--config", str(write_base_config(tmp_path / "base.json")),
+    )
+    assert result.returncode == 1
+    (error,) = result.only("error")
+    assert "latest-checkpoint.pt: refused: it holds a pickled Python object (argparse.Namespace)" in error["msg"]
+    assert "traceback" not in error and not (tmp_path / "export").exists()
+
 
 def _truncate(run: Path) -> None:
     path = run / "checkpoints" / "latest-checkpoint.pt"

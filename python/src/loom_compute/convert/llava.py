@@ -115,11 +115,13 @@ def import_llava(
     if vision_dir is None:
         raise CheckpointError(f"{where}: mm_vision_tower is {tower_name!r}, not a local folder; pass --vision DIR, a local copy of it (transformers format)")
     vision_config, vision_state, processor = load_hf_vision(Path(vision_dir))
+    saved = {k[len(TOWER) :].removeprefix("vision_model."): v for k, v in state.items() if k.startswith(TOWER)}
     if cfg.get("unfreeze_mm_vision_tower"):
-        saved = {k[len(TOWER) :].removeprefix("vision_model."): v for k, v in state.items() if k.startswith(TOWER)}
         if not saved:
             raise CheckpointError(f"{weights_where}: unfreeze_mm_vision_tower is set but no {TOWER}* weights are saved")
         vision_state = saved
+    else:
+        _same_tower(saved, vision_state, Path(vision_dir), tower_name)
     check_vision_state(vision_state, vision_config, f"{weights_where}: vision tower")
     if cfg.get("mm_hidden_size") not in (None, vision_config.hidden_size):
         raise CheckpointError(f"{where}: mm_hidden_size {cfg['mm_hidden_size']} but the vision tower is {vision_config.hidden_size} wide", key="mm_hidden_size")
@@ -202,6 +204,19 @@ def import_llava(
         source=source,
         extra_files=extra_files,
     )
+
+
+def _same_tower(saved: dict[str, torch.Tensor], loaded: dict[str, torch.Tensor], vision_dir: Path, tower_name: str) -> None:
+    """A frozen tower the checkpoint happens to carry must be the one --vision gives (compared in the
+    saved dtype): LLaVA itself ignores the saved copy, so a difference means the wrong folder."""
+    for key, tensor in saved.items():
+        other = loaded.get(key)
+        if other is not None and not torch.equal(tensor, other.to(tensor.dtype)):
+            raise CheckpointError(
+                f"{vision_dir}: its {key} differs from the vision tower saved in the checkpoint; pass --vision DIR, "
+                f"a local copy of {tower_name!r}",
+                key=key,
+            )
 
 
 def _projector_layout(cfg: dict[str, Any], where: str) -> tuple[int | None, tuple[str, str]]:

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from loom_compute.errors import UsageError
+from loom_compute.errors import LoomComputeError, UsageError
 from loom_compute.verbs.dispatch import Verb
 
 FORMATS = ("prismatic", "llava", "llava-hf")
@@ -47,8 +47,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         info = import_llava(source, out, base, vision=vision, tokenizer=tokenizer)
     else:
-        from loom_compute.convert.llava_hf import import_llava_hf
-
+        try:
+            from loom_compute.convert.llava_hf import import_llava_hf
+        except ModuleNotFoundError as exc:
+            if exc.name != "loom_compute.convert.llava_hf":
+                raise
+            raise LoomComputeError("import --format llava-hf is not in this build (loom_compute.convert.llava_hf is missing)") from None
         info = import_llava_hf(source, out, base)
     return {"out": str(info.path), "format": args.format, "prompt_format": info.prompt_format, "stage": info.stage}
 
