@@ -184,7 +184,7 @@ def import_prismatic(
         "path": str(run_dir.resolve()),
         "checkpoint": str(checkpoint.resolve()),
         **fields,
-        "stage": stage_name,
+        "prismatic_stage": stage_name,
         "vision_weights": vision_weights,
         "vision_hidden_act": TIMM_ACT,
         "llm_config": str(llm.resolve()),
