@@ -165,3 +165,14 @@ def test_a_table_large_enough_is_left_alone(derived: dict, tmp_path: Path) -> No
     original = _checkpoint(tmp_path / "llm", spare, tied=True)
     model = build_model(_config_obj(Path(derived["out"]), tmp_path / "llm"), tokenizer_vocab_size=derived["id"] + 1)
     assert torch.equal(model.llm.get_input_embeddings().weight, original.get_input_embeddings().weight)
+
+
+def test_a_derived_copy_removed_from_the_cache_is_reported_with_how_to_get_it_back(tmp_path: Path) -> None:
+    from loom_compute.errors import ConfigError
+
+    gone = tmp_path / "tokenizers" / ("b" * 64) / "tokenizer.json"
+    with pytest.raises(ConfigError, match=r"cannot read it .*derived into its cache .*`loom config init`"):
+        tokenizer_info(_config_obj(gone).tokenizer)
+    with pytest.raises(ConfigError) as other:
+        tokenizer_info(_config_obj(tmp_path / "elsewhere.json").tokenizer)
+    assert "into its cache" not in str(other.value)

@@ -96,3 +96,27 @@ describe('config resolution with a tokenizer that lacks the image token', () => 
     assert.deepEqual(readFileSync(config.tokenizer.path), readFileSync(DERIVED));
   });
 });
+
+describe('loom tokenizer add-image-token', () => {
+  const cli = (...args: string[]) => spawnSync(process.execPath, [join(repoRoot(), 'bin', 'loom.js'), 'tokenizer', 'add-image-token', ...args], { encoding: 'utf8' });
+
+  it('copies a tokenizer that has the token unchanged, and refuses a missing pad token naming the file', () => {
+    const out = join(ROOT, 'cli', 'tiny.json');
+    const copied = cli(tinyTokenizerPath(), '--out', out, '--json');
+    assert.equal(copied.status, 0, copied.stderr);
+    const summary = JSON.parse(copied.stdout) as { added: boolean; id: number; sha256: string };
+    assert.equal(summary.added, false);
+    assert.deepEqual(readFileSync(out), readFileSync(tinyTokenizerPath()));
+    assert.equal(summary.sha256, sha256(readFileSync(out)));
+    const refused = cli(tinyTokenizerPath(), '--out', join(ROOT, 'cli', 'never.json'), '--pad-token', '<pad>');
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /loom: error: .*tokenizer\.json: tokenizer\.pad_token "<pad>" is not among its added tokens/);
+    assert.equal(existsSync(join(ROOT, 'cli', 'never.json')), false);
+  });
+});
+
+it('a derived copy removed from the cache is reported with how to get it back', async () => {
+  const gone = join(ROOT, 'gone', 'tokenizers', 'a'.repeat(64), 'tokenizer.json');
+  await assert.rejects(TextTokenizer.load(gone), /cannot read tokenizer .*: ENOENT.*derived into its cache: resolve the config again with `loom config init`/);
+  await assert.rejects(TextTokenizer.load(join(ROOT, 'nope.json')), (error: Error) => !error.message.includes('into its cache'));
+});

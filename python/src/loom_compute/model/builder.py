@@ -9,6 +9,7 @@ is the one place that sets ``requires_grad``.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,14 @@ def read_tokenizer(tokenizer: TokenizerConfig) -> tuple[str, bytes]:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"tokenizer.path = {path!r}: cannot read it ({exc.strerror or exc})", key="tokenizer.path") from None
+        hint = ""
+        if re.search(r"[/\\]tokenizers[/\\][0-9a-f]{64}[/\\]tokenizer\.json$", str(path)):
+            # The copy with the image token that config resolution derived into Loom's cache.
+            hint = (
+                "; it is the copy with the image token Loom derived into its cache (LOOM_CACHE_DIR): resolve the config "
+                "again with `loom config init`, or write it with `loom tokenizer add-image-token`; an export of the run holds it too"
+            )
+        raise ConfigError(f"tokenizer.path = {path!r}: cannot read it ({exc.strerror or exc}){hint}", key="tokenizer.path") from None
     return hashlib.sha256(data).hexdigest(), data
 
 
