@@ -14,6 +14,14 @@ import { writeFileAtomicSync } from '../util/atomic.js';
 import { addImageToken, NotJsonError, type ImageTokenRoles } from '../tokenize/imageToken.js';
 import type { RunConfig } from './schema.js';
 
+/** What resolution did when it derived a tokenizer (for a note to the user). */
+export interface DerivedTokenizerNote {
+  source: string;
+  path: string;
+  image_token: string;
+  id: number;
+}
+
 /** Where a derived tokenizer with these bytes lives in the cache. */
 export function derivedTokenizerPath(cacheDir: string, text: string): string {
   return join(cacheDir, 'tokenizers', createHash('sha256').update(text, 'utf8').digest('hex'), 'tokenizer.json');
@@ -43,7 +51,7 @@ export function storeDerivedTokenizer(cacheDir: string, text: string): string {
  * when the file already has it (or there is no readable file: the consumers report that), else the
  * derived tokenizer in `cacheDir`. Throws a LoomError when the token cannot be added (see addImageToken).
  */
-export function withImageToken(config: RunConfig, cacheDir: string): RunConfig {
+export function withImageToken(config: RunConfig, cacheDir: string, onDerived?: (note: DerivedTokenizerNote) => void): RunConfig {
   const source = config.tokenizer.path;
   if (source === null) return config;
   let text: string;
@@ -62,7 +70,9 @@ export function withImageToken(config: RunConfig, cacheDir: string): RunConfig {
     throw new LoomError((error as Error).message);
   }
   if (!derived.added) return config;
-  return { ...config, tokenizer: { ...config.tokenizer, path: storeDerivedTokenizer(cacheDir, derived.text) } };
+  const path = storeDerivedTokenizer(cacheDir, derived.text);
+  onDerived?.({ source, path, image_token: config.tokenizer.image_token, id: derived.id });
+  return { ...config, tokenizer: { ...config.tokenizer, path } };
 }
 
 export interface WrittenTokenizer {

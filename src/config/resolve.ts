@@ -4,7 +4,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
 import { LoomError } from '../util/errors.js';
 import { loomCacheDir } from '../util/paths.js';
-import { withImageToken } from './derivedTokenizer.js';
+import { withImageToken, type DerivedTokenizerNote } from './derivedTokenizer.js';
 import { presetDefaults } from './presets.js';
 import { RunConfigSchema, PRESETS, STAGES, type RunConfig } from './schema.js';
 
@@ -20,6 +20,8 @@ export interface ResolveOptions {
   baseDir?: string;
   /** Where a tokenizer derived with the image token is stored (default: loomCacheDir()). */
   cacheDir?: string;
+  /** Called when the tokenizer lacked the image token and a copy with it was derived. */
+  onDerivedTokenizer?: (note: DerivedTokenizerNote) => void;
 }
 
 export function resolveRunConfig(options: ResolveOptions): RunConfig {
@@ -31,7 +33,7 @@ export function resolveRunConfig(options: ResolveOptions): RunConfig {
   const config = validateRunConfig(merged, 'resolved config');
   const absolute = absolutizePaths(config, options.baseDir ?? process.cwd());
   // A real LLM's tokenizer has no image token: point the run at a copy that has one (derivedTokenizer.ts).
-  return withImageToken(absolute, options.cacheDir ?? loomCacheDir());
+  return withImageToken(absolute, options.cacheDir ?? loomCacheDir(), options.onDerivedTokenizer);
 }
 
 /** Validates a complete config; throws a LoomError listing every problem with its key path. */

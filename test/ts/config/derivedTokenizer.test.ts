@@ -94,6 +94,7 @@ describe('config resolution with a tokenizer that lacks the image token', () => 
     assert.equal(config.model.llm.source.pretrained, CHECKPOINT);
     assert.equal(config.tokenizer.path, join(cache, 'tokenizers', basename(dirname(DERIVED)), 'tokenizer.json'));
     assert.deepEqual(readFileSync(config.tokenizer.path), readFileSync(DERIVED));
+    assert.match(run.stderr, /tokenizer: .*qwen\/tokenizer\.json has no "<image>"; the config uses a copy with it added as special token 151669: /);
   });
 });
 
