@@ -10,6 +10,7 @@ import { registerPack } from './commands/pack.js';
 import { registerReshard } from './commands/reshard.js';
 import { registerSelect } from './commands/select.js';
 import { registerSynth } from './commands/synth.js';
+import { registerTokenizer } from './commands/tokenizer.js';
 import { registerTrain } from './commands/train.js';
 import { registerUnbuilt } from './commands/unbuilt.js';
 
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerSelect(program);
   registerReshard(program);
   registerCurate(program);
+  registerTokenizer(program);
   registerUnbuilt(program, new Set(program.commands.map((c) => c.name())));
   return program;
 }

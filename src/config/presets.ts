@@ -56,7 +56,8 @@ const SINGLE_PROCESS: RunConfig['dist'] = {
   master_port: 29500,
 };
 
-const QWEN_TOKENS = { image_token: '<image>', eos_token: '<|im_end|>', pad_token: '<|endoftext|>' };
+/** The tokens both presets name (Qwen's ChatML end of turn and padding, LLaVA's image placeholder). */
+export const QWEN_TOKENS = { image_token: '<image>', eos_token: '<|im_end|>', pad_token: '<|endoftext|>' };
 
 function tinyPreset(): PresetDefinition {
   return {

@@ -3,6 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
 import { LoomError } from '../util/errors.js';
+import { loomCacheDir } from '../util/paths.js';
+import { withImageToken, type DerivedTokenizerNote } from './derivedTokenizer.js';
 import { presetDefaults } from './presets.js';
 import { RunConfigSchema, PRESETS, STAGES, type RunConfig } from './schema.js';
 
@@ -16,6 +18,10 @@ export interface ResolveOptions {
   assignments?: string[];
   /** Directory that relative paths in overrides are resolved against (default: cwd). */
   baseDir?: string;
+  /** Where a tokenizer derived with the image token is stored (default: loomCacheDir()). */
+  cacheDir?: string;
+  /** Called when the tokenizer lacked the image token and a copy with it was derived. */
+  onDerivedTokenizer?: (note: DerivedTokenizerNote) => void;
 }
 
 export function resolveRunConfig(options: ResolveOptions): RunConfig {
@@ -25,7 +31,9 @@ export function resolveRunConfig(options: ResolveOptions): RunConfig {
   for (const override of options.overrides ?? []) merged = deepMerge(merged, override);
   for (const assignment of options.assignments ?? []) merged = applyAssignment(merged, assignment);
   const config = validateRunConfig(merged, 'resolved config');
-  return absolutizePaths(config, options.baseDir ?? process.cwd());
+  const absolute = absolutizePaths(config, options.baseDir ?? process.cwd());
+  // A real LLM's tokenizer has no image token: point the run at a copy that has one (derivedTokenizer.ts).
+  return withImageToken(absolute, options.cacheDir ?? loomCacheDir(), options.onDerivedTokenizer);
 }
 
 /** Validates a complete config; throws a LoomError listing every problem with its key path. */

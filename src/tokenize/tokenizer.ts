@@ -22,6 +22,12 @@ export function tinyTokenizerPath(): string {
   return resolve(assetsDir(), 'tokenizer', 'tiny', 'tokenizer.json');
 }
 
+/** For a missing copy that config resolution derived into Loom's cache (src/config/derivedTokenizer.ts): how to get it back. */
+function derivedCopyHint(path: string): string {
+  if (!/[/\\]tokenizers[/\\][0-9a-f]{64}[/\\]tokenizer\.json$/.test(path)) return '';
+  return ' (a copy with the image token that Loom derived into its cache: resolve the config again with `loom config init`, or write it with `loom tokenizer add-image-token SRC --out PATH`; an export of the run also holds it)';
+}
+
 /** Data text's ids and how many literal special-token strings it held (kept as plain text). */
 export interface PlainTextIds {
   ids: number[];
@@ -51,7 +57,7 @@ export class TextTokenizer {
     try {
       bytes = await readFile(absolute);
     } catch (error) {
-      throw new Error(`cannot read tokenizer ${absolute}: ${(error as Error).message}`);
+      throw new Error(`cannot read tokenizer ${absolute}: ${(error as Error).message}${derivedCopyHint(absolute)}`);
     }
     let inner: Tokenizer;
     let bare: Tokenizer;

@@ -1,5 +1,6 @@
 // Atomic file output: write to a temporary sibling, then rename over the target, so a killed
 // job never leaves a half-written file under the final name.
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -34,4 +35,21 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array)
 /** Writes JSON (2-space indented, trailing newline) atomically. */
 export async function writeJsonAtomic(target: string, value: unknown): Promise<void> {
   await writeFileAtomic(target, JSON.stringify(value, null, 2) + '\n');
+}
+
+/** writeFileAtomic for synchronous callers (config resolution). */
+export function writeFileAtomicSync(target: string, data: string | Uint8Array): void {
+  mkdirSync(dirname(target), { recursive: true });
+  const tmp = tempPathFor(target);
+  const fd = openSync(tmp, 'w');
+  try {
+    writeFileSync(fd, data); // loops until every byte is written
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  closeSync(fd);
+  renameSync(tmp, target);
 }

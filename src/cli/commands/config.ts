@@ -22,7 +22,10 @@ export function registerConfig(program: Command): void {
         '(e.g. --set train.lr=1e-4 --set data.shards=shards/). A value that is JSON (number, true, false, null, ' +
         '"string", [array], {object}) is that JSON; any other text is a string in which \\n, \\t and \\\\ are a ' +
         'newline, a tab and a backslash, so a template needs no JSON quoting.\n\n' +
-        'Numbers are checked against sane bounds and tokenizer.path must name an existing file.',
+        'Numbers are checked against sane bounds and tokenizer.path must name an existing file. ' +
+        'tokenizer.path defaults to the local LLM checkpoint\'s tokenizer.json; when that tokenizer lacks ' +
+        'tokenizer.image_token (a real Qwen2.5\'s has no <image>), the config names a copy with the token added as a ' +
+        'special token at the next free id, stored under $LOOM_CACHE_DIR/tokenizers/<sha256>/ (default ~/.cache/loom).',
     )
     .option('--preset <name>', `one of: ${PRESETS.join(', ')}`, 'tiny')
     .option('--stage <stage>', `one of: ${STAGES.join(', ')}`, 'pretrain')
@@ -37,6 +40,10 @@ export function registerConfig(program: Command): void {
         name: opts.name,
         overrides: opts.file.map(readJsonFile),
         assignments: opts.set,
+        onDerivedTokenizer: (note) =>
+          process.stderr.write(
+            `tokenizer: ${note.source} has no ${JSON.stringify(note.image_token)}; the config uses a copy with it added as special token ${note.id}: ${note.path}\n`,
+          ),
       });
       checkConfigPaths(resolved);
       if (opts.out) {

@@ -9,6 +9,7 @@ is the one place that sets ``requires_grad``.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, Sigl
 from loom_compute.config import ModelConfig, ModelSource, RunConfig, TokenizerConfig
 from loom_compute.errors import ConfigError, LoomComputeError
 from loom_compute.model.export_dir import ExportError, ExportInfo, read_export
+from loom_compute.model.vocab import grow_vocabulary
 from loom_compute.model.vlm import VisionLanguageModel
 
 # train.attention -> the attn_implementation transformers loads the modules with.
@@ -53,7 +55,14 @@ def read_tokenizer(tokenizer: TokenizerConfig) -> tuple[str, bytes]:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"tokenizer.path = {path!r}: cannot read it ({exc.strerror or exc})", key="tokenizer.path") from None
+        hint = ""
+        if re.search(r"[/\\]tokenizers[/\\][0-9a-f]{64}[/\\]tokenizer\.json$", str(path)):
+            # The copy with the image token that config resolution derived into Loom's cache.
+            hint = (
+                "; it is the copy with the image token Loom derived into its cache (LOOM_CACHE_DIR): resolve the config "
+                "again with `loom config init`, or write it with `loom tokenizer add-image-token`; an export of the run holds it too"
+            )
+        raise ConfigError(f"tokenizer.path = {path!r}: cannot read it ({exc.strerror or exc}){hint}", key="tokenizer.path") from None
     return hashlib.sha256(data).hexdigest(), data
 
 
@@ -87,7 +96,8 @@ def build_model(
     """The model a resolved run config describes (pretrained directories/hub ids, fresh configs, or a Loom export).
 
     ``image_token_id`` defaults to the id of ``tokenizer.image_token`` in ``tokenizer.path``.
-    A ``tokenizer_vocab_size`` larger than the LLM's embedding table grows the table.
+    A ``tokenizer_vocab_size`` larger than the LLM's embedding table grows the table, new rows set to
+    the mean of the old ones (model/vocab.py).
     """
     model_cfg = config.model
     attention = HF_ATTENTION[attention_backend(config)]
@@ -100,8 +110,8 @@ def build_model(
         vision_source, llm_source = model_cfg.vision.source, model_cfg.llm.source
     vision = _load_vision(vision_source, attention)
     llm = _load_llm(llm_source, attention)
-    if tokenizer_vocab_size is not None and tokenizer_vocab_size > llm.get_input_embeddings().num_embeddings:
-        llm.resize_token_embeddings(tokenizer_vocab_size)
+    if tokenizer_vocab_size is not None:
+        grow_vocabulary(llm, tokenizer_vocab_size)
     model = VisionLanguageModel(
         vision,
         llm,
