@@ -219,7 +219,7 @@ def import_llava_hf(src: Path, out: Path, base_config: RunConfig) -> ExportInfo:
     vision_cfg, text_cfg = _check_importable(config, config_path)
     image_size, patch_size = int(vision_cfg["image_size"]), int(vision_cfg["patch_size"])
     grid = image_size // patch_size
-    mean, std = _read_image_settings(src / "preprocessor_config.json", image_size)
+    mean, std = _read_image_settings(src, image_size)
 
     tokenizer_path = src / "tokenizer.json"
     if not tokenizer_path.is_file():
@@ -305,11 +305,19 @@ def _check_importable(config: Mapping[str, Any], where: Path) -> tuple[dict[str,
     return dict(vision), dict(text)
 
 
-def _read_image_settings(path: Path, image_size: int) -> tuple[list[float], list[float]]:
-    """mean/std of a preprocessor Loom reproduces exactly (squash, bicubic, /255, normalize)."""
-    if not path.is_file():
-        raise LlavaHfError(f"{path}: missing; Loom needs the image preprocessing the model was trained with")
-    cfg = _read_json(path)
+def _read_image_settings(src: Path, image_size: int) -> tuple[list[float], list[float]]:
+    """mean/std of a preprocessor Loom reproduces exactly (squash, bicubic, /255, normalize).
+
+    4.4x keeps it in preprocessor_config.json; 5.x nests it in processor_config.json."""
+    path = src / "preprocessor_config.json"
+    nested = src / "processor_config.json"
+    if path.is_file():
+        cfg = _read_json(path)
+    elif nested.is_file() and isinstance(_read_json(nested).get("image_processor"), dict):
+        path, cfg = nested, _read_json(nested)["image_processor"]
+    else:
+        raise LlavaHfError(f"{src}: no preprocessor_config.json (nor processor_config.json with an image_processor); "
+                           "Loom needs the image preprocessing the model was trained with")
     size = cfg.get("size") or {}
     problems = []
     if cfg.get("do_resize", True) is not True or size.get("height") != image_size or size.get("width") != image_size:
@@ -404,8 +412,11 @@ def _split_weights(weights: Mapping[str, torch.Tensor]) -> dict[str, dict[str, t
 
 def _shape_fields(config: Mapping[str, Any]) -> dict[str, Any]:
     """A sub-config as transformers config kwargs: the bookkeeping keys dropped, rope_theta kept."""
-    drop = {"transformers_version", "architectures", "model_type", "_name_or_path", "torch_dtype", "dtype", "rope_scaling"}
+    drop = {"transformers_version", "architectures", "model_type", "_name_or_path", "torch_dtype", "dtype"}
     fields = {k: v for k, v in config.items() if k not in drop}
+    if fields.get("rope_scaling") is None or "rope_parameters" in fields:
+        # 4.4x's spelling of what rope_parameters says (convert/hf_config.both_versions).
+        fields.pop("rope_scaling", None)
     params = fields.get("rope_parameters")
     if isinstance(params, dict) and params.get("rope_type", "default") == "default":
         fields.pop("rope_parameters")
