@@ -139,6 +139,8 @@ def tokenizer_files(
         "clean_up_tokenization_spaces": False,
         "split_special_tokens": False,
         "padding_side": "left",
+        # 4.4x's PreTrainedTokenizerFast also returns token_type_ids, which generate() refuses.
+        "model_input_names": ["input_ids", "attention_mask"],
     }
     if chat_template is not None:
         config["chat_template"] = chat_template

@@ -2,7 +2,7 @@
 
 Export (``export_llava_hf``): one folder that stock transformers loads, 4.4x and 5.x alike:
 
-- ``model.safetensors`` under the llava-hf names both versions load: ``vision_tower.<SigLIP>``,
+- ``model.safetensors`` under the llava-hf names both versions load: ``vision_tower.vision_model.<SigLIP>``,
   ``multi_modal_projector.linear_{1,2}`` (Loom's ``fc1``/``fc2``: Linear -> exact GELU -> Linear,
   with biases), ``language_model.model.<Qwen2>`` and, untied, ``language_model.lm_head.weight``
   (5.x renames these on load; 4.4x reads them as they are);
@@ -13,7 +13,7 @@ Export (``export_llava_hf``): one folder that stock transformers loads, 4.4x and
 - ``preprocessor_config.json``: a SiglipImageProcessor that squashes to the vision size with
   bicubic, rescales by 1/255 and normalizes with the export's mean/std (Loom's ``data.resize:
   squash``); ``processor_config.json``: a LlavaProcessor that expands ``<image>`` to
-  ``image_seq_length`` tokens (``num_additional_image_tokens: 0``);
+  ``image_seq_length`` tokens (its strategy/extra-token pair is chosen so 4.46 counts the same);
 - the AutoTokenizer files and chat template (convert/hf_tokenizer.py) and ``generation_config.json``.
 
 Stock LLaVA is vision -> Linear(vision, text) -> GELU -> Linear(text, text) on every patch. What it
@@ -90,7 +90,8 @@ def export_llava_hf(source: str | Path, out: str | Path) -> Path:
 
     weights: dict[str, torch.Tensor] = {}
     for key, value in load_file(str(info.path / "vision" / WEIGHTS)).items():
-        weights[f"vision_tower.{key}"] = value
+        # 5.x's SiglipVisionModel is flat (it strips the prefix on load); 4.4x's has vision_model.
+        weights[f"vision_tower.{key}" if key.startswith("vision_model.") else f"vision_tower.vision_model.{key}"] = value
     for key, value in load_file(str(info.path / "llm" / WEIGHTS)).items():
         weights[f"language_model.{key}"] = value
     projector = load_file(str(info.path / "projector.safetensors"))
@@ -132,12 +133,16 @@ def export_llava_hf(source: str | Path, out: str | Path) -> Path:
         "image_mean": list(vision.image_mean),
         "image_std": list(vision.image_std),
     }
+    # The processor's strategy only counts placeholders: patches + num_additional_image_tokens, less
+    # one for "default". 4.46 has no num_additional_image_tokens and always adds 1 (a CLS token), so
+    # "default" with 1 is the one setting that gives image_seq_length in 4.46, 4.47+ and 5.x alike;
+    # the model's own strategy (config.json) stays "full".
     processor = {
         "processor_class": "LlavaProcessor",
         "patch_size": int(vision_cfg["patch_size"]),
-        "vision_feature_select_strategy": "full",
+        "vision_feature_select_strategy": "default",
         "image_token": tok.image_token,
-        "num_additional_image_tokens": 0,
+        "num_additional_image_tokens": 1,
     }
     files = export_tokenizer_files(info)
     template = files["chat_template.jinja"].decode("utf-8")
@@ -197,7 +202,9 @@ _KEY_MAP = (
     ("language_model.lm_head.", "llm", "lm_head."),
     ("model.language_model.", "llm", "model."),
     ("lm_head.", "llm", "lm_head."),
+    ("vision_tower.vision_model.", "vision", ""),
     ("vision_tower.", "vision", ""),
+    ("model.vision_tower.vision_model.", "vision", ""),
     ("model.vision_tower.", "vision", ""),
     ("multi_modal_projector.linear_1.", "projector", "fc1."),
     ("multi_modal_projector.linear_2.", "projector", "fc2."),
