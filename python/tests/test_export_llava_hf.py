@@ -31,7 +31,7 @@ MAX_NEW = 6
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("llava-hf")
-    export = write_tiny_export(root / "export", seed=3)
+    export = write_tiny_export(root / "export", seed=3, noise=0.3)
     return export, export_llava_hf(export, root / "hf")
 
 
@@ -104,7 +104,12 @@ def test_stock_transformers_gives_loom_ids_logits_and_greedy_tokens(exported, im
         if token == eos:
             break
     assert stock["new_ids"] == new
-    torch.testing.assert_close(tensors["step_logits"], torch.stack(step_logits), atol=1e-5, rtol=0)
+    assert len(set(new)) > 2, f"greedy tokens {new} repeat: a weak check, perturb the weights more"
+    # The logits over prompt + answer, one forward each side, to 1e-5. generate's cached steps and
+    # the loop's growing forwards sum in other orders: float noise on these large logits only.
+    whole = model.full_logits({"input_ids": torch.tensor([sequence]), "pixel_values": pixels}, isolate_documents=False)[0]
+    torch.testing.assert_close(tensors["sequence_logits"], whole, atol=1e-5, rtol=0)
+    torch.testing.assert_close(tensors["step_logits"], torch.stack(step_logits), atol=1e-4, rtol=1e-5)
 
 
 def test_the_folder_carries_what_stock_loaders_read(exported):
