@@ -171,3 +171,21 @@ def test_a_pretrain_stage_export_is_refused_by_its_pooled_grid(tmp_path):
     export = write_tiny_export(tmp_path / "export", stage="pretrain")
     with pytest.raises(LlavaHfError, match="pre-training stage export"):
         export_llava_hf(export, tmp_path / "hf")
+
+
+def test_the_export_verb_writes_the_folder_and_reports_refusals(exported, tmp_path):
+    from fixtures.protocol_helpers import run_module
+
+    export, _ = exported
+    out = tmp_path / "verb-hf"
+    run = run_module("loom_compute", "export", "--format", "llava-hf", "--source", str(export), "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    (done,) = run.only("done")
+    assert (done["out"], done["format"]) == (str(out.resolve()), "llava-hf")
+    assert (out / "model.safetensors").is_file() and (out / "preprocessor_config.json").is_file()
+
+    pretrain = write_tiny_export(tmp_path / "pretrain", stage="pretrain")
+    run = run_module("loom_compute", "export", "--format", "llava-hf", "--source", str(pretrain), "--out", str(tmp_path / "no"))
+    assert run.returncode == 1 and not run.only("done")
+    (error,) = run.only("error")
+    assert "pre-training stage export" in error["msg"] and str(pretrain) in error["msg"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from fixtures.llava_hf import tiny_config, write_tiny_export
+from fixtures.llava_hf import ROOT, tiny_config, write_tiny_export
 from loom_compute.config import parse_run_config
 from loom_compute.convert.llava_hf import LlavaHfError, export_llava_hf, import_llava_hf
 from loom_compute.model.export_dir import load_export
@@ -85,6 +85,14 @@ def _edit_json(path: Path, **changes) -> None:
     value = json.loads(path.read_text())
     value.update(changes)
     path.write_text(json.dumps(value))
+
+
+def test_qwen2_instruct_chat_template_is_chatml(folders, tmp_path):
+    """The template Loom's ChatML vectors come from (vectors/chatml) renders the same text."""
+    src = _copy(folders[1], tmp_path)
+    qwen = json.loads((ROOT / "vectors" / "chatml" / "conversations.json").read_text())["chat_template"]
+    (src / "chat_template.jinja").write_text(qwen)
+    assert import_llava_hf(src, tmp_path / "out", base_config()).prompt_format == "chatml"
 
 
 def test_another_chat_template_is_refused(folders, tmp_path):

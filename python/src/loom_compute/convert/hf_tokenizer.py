@@ -109,8 +109,12 @@ def tokenizer_files(
     model_max_length: int,
     chat_template: str | None,
     where: str,
+    require_special: bool = True,
 ) -> dict[str, bytes]:
-    """{file name: bytes} of an AutoTokenizer folder for ``tokenizer_json``."""
+    """{file name: bytes} of an AutoTokenizer folder for ``tokenizer_json``.
+
+    ``require_special`` refuses an image/eos/pad token not marked special (the export verbs); the
+    native export's ``llm/`` copy only needs them to exist, so no export fails on it."""
     try:
         parsed = json.loads(tokenizer_json)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -120,7 +124,7 @@ def tokenizer_files(
     special = {t["content"] for t in added if t.get("special")}
     for name, token in (("image_token", image_token), ("eos_token", eos_token), ("pad_token", pad_token)):
         # A non-special structural token would be matched inside user text and not skipped on decode.
-        if token not in special:
+        if require_special and token not in special:
             raise TokenizerExportError(f"{where}: tokenizer.{name} {token!r} is not marked special in tokenizer.json", key=f"tokenizer.{name}")
     decoder = {
         str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special") if k in t}

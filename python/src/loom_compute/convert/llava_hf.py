@@ -365,25 +365,41 @@ def _prompt_format(src: Path, tok_cfg: Mapping[str, Any], image_token: str) -> s
 
 
 def _renders_like(template: str, reference: str) -> bool:
+    """Whether ``template`` renders ``reference``'s text for probe conversations (string contents
+    always; content-part lists too when the template takes them: Qwen2-Instruct's does not)."""
     from jinja2 import TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    probes = [
+    strings = [
         [{"role": "user", "content": "Hi"}],
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is it?"}]}, {"role": "assistant", "content": "A cat."},
-         {"role": "user", "content": [{"type": "text", "text": "Sure?"}]}],
+        [{"role": "user", "content": "<image>\nWhat is it?"}, {"role": "assistant", "content": "A cat."}, {"role": "user", "content": "Sure?"}],
         [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "x\ny "}, {"role": "assistant", "content": " z"}],
+    ]
+    parts = [
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": " What is it?"}]}, {"role": "assistant", "content": "A cat."},
+         {"role": "user", "content": [{"type": "text", "text": "Sure?"}]}],
     ]
     try:
         mine, ref = env.from_string(template), env.from_string(reference)
-        return all(
-            mine.render(messages=m, add_generation_prompt=g) == ref.render(messages=m, add_generation_prompt=g)
-            for m in probes
-            for g in (False, True)
-        )
+    except TemplateError:
+        return False
+
+    def same(messages: list[dict[str, Any]], generation: bool) -> bool:
+        return mine.render(messages=messages, add_generation_prompt=generation) == ref.render(messages=messages, add_generation_prompt=generation)
+
+    try:
+        if not all(same(m, g) for m in strings for g in (False, True)):
+            return False
     except (TemplateError, TypeError, KeyError, AttributeError):
         return False
+    for m in parts:
+        try:
+            if not same(m, True):
+                return False
+        except (TemplateError, TypeError, KeyError, AttributeError):
+            pass  # a template for string contents only
+    return True
 
 
 def _read_weights(src: Path) -> dict[str, torch.Tensor]:

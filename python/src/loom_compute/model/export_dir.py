@@ -141,6 +141,11 @@ def write_export(
     ``fc1``/``fc2`` weights. A tied LLM's ``lm_head.weight`` is dropped: it is the embedding.
     """
     out_dir = Path(out_dir)
+    # Made before anything is written, so a tokenizer without eos/pad/image token fails cleanly.
+    llm_files = {}
+    if tokenizer_json is not None:
+        data = tokenizer_json if isinstance(tokenizer_json, bytes) else Path(tokenizer_json).read_bytes()
+        llm_files = _llm_tokenizer_files(data, config, prompt_format or DEFAULT_PROMPT_FORMAT.get(stage, "chatml"), llm_config)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -159,9 +164,8 @@ def write_export(
         (tmp / "tokenizer.json").write_bytes(tokenizer_json)
     elif tokenizer_json is not None:
         shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
-    if tokenizer_json is not None:
-        for name, data in _llm_tokenizer_files((tmp / "tokenizer.json").read_bytes(), config, prompt_format or DEFAULT_PROMPT_FORMAT.get(stage, "chatml"), llm_config).items():
-            (tmp / "llm" / name).write_bytes(data)
+    for name, data in llm_files.items():
+        (tmp / "llm" / name).write_bytes(data)
     for name, data in (extra_files or {}).items():
         target = tmp / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -236,7 +240,7 @@ def _llm_tokenizer_files(tokenizer_json: bytes, config: RunConfig, prompt_format
     max_length = int(getattr(llm_config, "max_position_embeddings", 0) or config.data.seq_len)
     files = tokenizer_files(
         tokenizer_json, image_token=tok.image_token, eos_token=tok.eos_token, pad_token=tok.pad_token,
-        model_max_length=max_length, chat_template=template, where=where,
+        model_max_length=max_length, chat_template=template, where=where, require_special=False,
     )
     ids = token_ids(tokenizer_json, where, eos_token=tok.eos_token, pad_token=tok.pad_token)
     generation = generation_config(ids["eos_token"], ids["pad_token"])
