@@ -20,15 +20,17 @@ Stock LLaVA is vision -> Linear(vision, text) -> GELU -> Linear(text, text) on e
 cannot express is refused with the export and the reason, never approximated:
 
 - a pooled grid (``image_grid`` below the patch grid, the pre-training stage's 12x12 from 27x27):
-  the adaptive average pool has no llava-hf equivalent (the pool does not commute with the
-  projector's GELU, so no weight rewrite reproduces it);
+  LLaVA feeds every patch of the chosen layer to the projector, and nothing between the tower and
+  the projector can average patches (the pool also changes the token count), so no rewrite of the
+  weights reproduces it. Export the SFT stage, which runs at the full patch grid;
 - a projector whose hidden width is not the LLM width;
 - ``data.resize: "pad"``: Loom pads to a square before resizing; SiglipImageProcessor cannot;
 - a ``prompt_format`` without a chat template in Loom (convert/hf_tokenizer.TEMPLATE_FORMATS).
 
 With torchvision installed, transformers 5.x picks its torchvision image backend by default, whose
-bicubic resize differs from PIL's in the last bits; ``AutoProcessor.from_pretrained(DIR,
-backend="pil")`` gives Loom's pixels exactly.
+bicubic resize differs slightly from PIL's; ``AutoProcessor.from_pretrained(DIR, backend="pil")``
+gives Loom's pixels exactly. Checked by hand with transformers 4.46.3 as well as 5.x: the same
+prompt ids, pixels, logits and greedy tokens.
 
 Import (``import_llava_hf``) is the reverse: a llava-hf folder (safetensors only, either key
 layout) whose model is SigLIP + Qwen2 with the "full" strategy becomes a native export; its prompt
