@@ -189,3 +189,13 @@ def test_the_export_verb_writes_the_folder_and_reports_refusals(exported, tmp_pa
     assert run.returncode == 1 and not run.only("done")
     (error,) = run.only("error")
     assert "pre-training stage export" in error["msg"] and str(pretrain) in error["msg"]
+
+
+def test_native_vision_weights_carry_the_prefix_4x_loads(exported):
+    """transformers 4.4x's SiglipVisionModel loads only vision_model.* names; 5.x's strips them."""
+    from transformers import SiglipVisionModel
+
+    export, _ = exported
+    assert all(k.startswith("vision_model.") for k in load_file(str(export / "vision" / "model.safetensors")))
+    _, info = SiglipVisionModel.from_pretrained(export / "vision", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]

@@ -152,7 +152,9 @@ def write_export(
     (tmp / "vision").mkdir(parents=True)
     (tmp / "llm").mkdir()
     vision_config.save_pretrained(tmp / "vision")
-    save_file(_contiguous(vision_state), str(tmp / "vision" / "model.safetensors"), metadata={"format": "pt"})
+    # Under SiglipVisionModel's vision_model. prefix: 4.4x loads only that; 5.x (flat) strips it.
+    vision_weights = {k if k.startswith("vision_model.") else f"vision_model.{k}": v for k, v in _contiguous(vision_state).items()}
+    save_file(vision_weights, str(tmp / "vision" / "model.safetensors"), metadata={"format": "pt"})
     llm_config.save_pretrained(tmp / "llm")
     _write_both_versions(tmp / "llm" / "config.json")
     llm_weights = _contiguous(llm_state)
