@@ -5,7 +5,7 @@ shows it. Verb modules import torch only inside ``run``, so the table loads with
 `doctor` can report a broken install.
 """
 
-from loom_compute.verbs import checkpoints, doctor, import_checkpoint, read_packed, score, train, train_filter, validate_config
+from loom_compute.verbs import checkpoints, doctor, export, import_checkpoint, read_packed, score, train, train_filter, validate_config
 from loom_compute.verbs.dispatch import Verb, dispatch
 
 VERBS: dict[str, Verb] = {
@@ -18,6 +18,7 @@ VERBS: dict[str, Verb] = {
         score.VERB,
         train_filter.VERB,
         checkpoints.VERB,
+        export.VERB,
         import_checkpoint.VERB,
     )
 }
