@@ -139,7 +139,7 @@ class PromptRenderer:
         if found is None:
             raise PromptError(f"the {self.name} prompt format needs the token {token!r} ({what}); the tokenizer has none")
         if token not in self._special:
-            raise PromptError(f"the tokenizer's {token!r} ({what}) is not marked special, so a message containing it would become its id")
+            raise PromptError(f"the tokenizer's {token!r} is not marked special ({what}), so a message containing it would become its id")
         return int(found)
 
     def encode(self, template_text: str) -> list[int]:
