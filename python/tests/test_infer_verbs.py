@@ -190,3 +190,44 @@ def test_chat_refuses_a_folder_that_is_not_an_export(tmp_path: Path) -> None:
     run = chat(tmp_path, [])
     assert run.returncode == 1
     assert "no loom.json" in run.events[-1]["msg"]
+
+
+def test_bad_sampling_flags_are_usage_errors(export: Path, inputs: Path) -> None:
+    run = generate(export, inputs, inputs.parent / "never.jsonl", "--top-p", "0")
+    assert run.returncode == 2
+    assert "--top-p must be in (0, 1]" in run.events[-1]["msg"]
+    assert not (inputs.parent / "never.jsonl").exists()
+
+
+def test_a_pretrained_export_continues_a_caption(tmp_path: Path, inputs: Path) -> None:
+    """A pre-training export's loom.json says "caption": the prompt is the pre-training template up
+    to {caption}, and the model continues the user's text after the image."""
+    import copy
+
+    import torch
+
+    from loom_compute.config import parse_run_config
+    from loom_compute.infer.generate import SamplingParams
+    from loom_compute.infer.loading import InferenceModel
+    from loom_compute.infer.prompts import parse_messages
+    from loom_compute.model.builder import build_model
+    from loom_compute.train.distributed import DistContext
+    from loom_compute.train.export import export_model
+
+    repo = TESTS_DIR.parents[1]
+    config = copy.deepcopy(json.loads((repo / "vectors" / "config" / "valid" / "tiny-pretrain.json").read_text())["config"])
+    config["tokenizer"]["path"] = str(repo / "assets" / "tokenizer" / "tiny" / "tokenizer.json")
+    config["train"]["attention"] = "sdpa"
+    run_config = parse_run_config(config)
+    torch.manual_seed(0)
+    ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), backend="gloo", mesh=None)  # type: ignore[arg-type]
+    export_model(build_model(run_config).eval(), tmp_path / "export", run_config, step=0, ctx=ctx)
+    runner = InferenceModel.load(tmp_path / "export", device="cpu")
+    assert runner.describe()["prompt_format"] == "caption" and runner.info.stage == "pretrain"
+    request = runner.request(parse_messages([{"role": "user", "content": "A red"}]), inputs.parent / "a.png")
+    grid = runner.info.image_grid
+    image_id = runner.renderer.image_token_id
+    newline = runner.tokenizer.encode("\n", add_special_tokens=False).ids
+    assert request.ids == [image_id] * grid * grid + newline + runner.tokenizer.encode("A red", add_special_tokens=False).ids
+    (result,) = runner.generator.generate([request], SamplingParams(max_new_tokens=3))
+    assert result.new_tokens >= 1 and result.finish_reason in ("stop", "length")
