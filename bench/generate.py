@@ -15,7 +15,8 @@ text tokens, so prefill is mostly the image. Every implementation generates exac
 * ``hf-static`` (CUDA only): the same with ``cache_implementation="static"``, for which
   transformers compiles the decoding step with ``torch.compile`` (warm-up excluded).
 
-Reported: new tokens/s (rows x new tokens / wall time, median of ``--repeats``), whether Loom's
+Reported: new tokens/s (rows x new tokens / wall time, median of ``--repeats`` runs, the
+implementations taking turns), whether Loom's
 greedy tokens equal transformers' (``same_tokens``), and the ratios Loom / reference. JSON lines on
 stdout, a table on stderr.
 
@@ -138,6 +139,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--new-tokens", type=int, default=None, help="new tokens per row (default 128; --quick 16)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per case, median reported (default 3; --quick 1)")
     ap.add_argument("--device", default=None, help="default: cuda when available (cpu with --quick)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 with --quick, steadier on a shared machine)")
     ap.add_argument("--json-out", type=Path, default=None, help="also write every line into this JSON file")
     return ap.parse_args(argv)
 
@@ -146,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device or ("cpu" if args.quick or not torch.cuda.is_available() else "cuda"))
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    threads = args.threads or (1 if args.quick else None)
+    if threads:
+        torch.set_num_threads(threads)
     new_tokens = args.new_tokens or (16 if args.quick else 128)
     repeats = args.repeats or (1 if args.quick else 3)
     shape = shapes(args.quick)
@@ -156,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     generator = Generator(model, tokenizer, stop_ids=[], pad_id=pad)
     lines: list[dict[str, Any]] = [{"device": device.type, "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                                     "dtype": str(dtype).removeprefix("torch."), "quick": args.quick, "new_tokens": new_tokens,
+                                    "threads": torch.get_num_threads(),
                                     "image_tokens": model.image_grid ** 2, "params": sum(p.numel() for p in model.parameters())}]
     impls = ["loom", "hf"] + (["hf-static"] if device.type == "cuda" else [])
     for batch in sorted({1, args.batch}):
@@ -167,9 +173,15 @@ def main(argv: list[str] | None = None) -> int:
         }
         speeds: dict[str, float] = {}
         tokens: dict[str, Any] = {}
+        times: dict[str, list[float]] = {impl: [] for impl in impls}
         for impl in impls:
             calls[impl]()  # warm-up (and, for hf-static, compilation)
-            seconds, tokens[impl] = timed(calls[impl], device, repeats)
+        for _ in range(repeats):  # interleaved, so a busy spell on a shared machine hits every impl alike
+            for impl in impls:
+                seconds, tokens[impl] = timed(calls[impl], device, 1)
+                times[impl].append(seconds)
+        for impl in impls:
+            seconds = statistics.median(times[impl])
             speeds[impl] = batch * new_tokens / seconds
             lines.append({"impl": impl, "batch": batch, "seconds": round(seconds, 4), "tokens_per_s": round(speeds[impl], 2)})
         same = all(a == b[: len(a)] for a, b in zip(tokens["loom"], tokens["hf"]))

@@ -207,6 +207,8 @@ class Generator:
         results = [GenerationResult(text="", finish_reason="length") for _ in requests]
         shown = [""] * len(requests)
 
+        # Each step decodes a row's whole answer only when a stop string or a listener needs it.
+        watch_text = bool(params.stop_strings) or on_token is not None
         logits, mask, positions, cache = self.prefill(requests)
         active = list(range(len(requests)))  # request index of each batch row
         while True:
@@ -221,16 +223,18 @@ class Generator:
             for row, index in enumerate(active):
                 result = results[index]
                 result.tokens.append(chosen_list[row])
-                answer = result.tokens[:-1] if is_stop[row] else result.tokens
-                text = self.decode(answer)
-                done = False
-                if is_stop[row]:
-                    result.finish_reason, done = "stop", True
+                done = bool(is_stop[row])
+                if done:
+                    result.finish_reason = "stop"
+                elif len(result.tokens) >= budgets[index]:
+                    result.finish_reason, done = "length", True
+                if not (done or watch_text):
+                    keep.append(row)  # nothing reads the text before the row ends
+                    continue
+                text = self.decode(result.tokens[:-1] if is_stop[row] else result.tokens)
                 cut = min((at for at in (text.find(s) for s in params.stop_strings) if at >= 0), default=-1)
                 if cut >= 0:
                     text, result.finish_reason, done = text[:cut], "stop", True
-                if not done and len(result.tokens) >= budgets[index]:
-                    result.finish_reason, done = "length", True
                 result.text = text
                 if on_token is not None:
                     visible = text if done else text[: len(text) - held_back(text, params.stop_strings)]
