@@ -12,16 +12,19 @@ text tokens, so prefill is mostly the image. Every implementation generates exac
   and streaming), finished rows dropped.
 * ``hf``: the same image embedding (``model.embed``, timed too) then
   ``model.llm.generate(inputs_embeds=..., attention_mask=...)``, left padded.
-* ``hf-static`` (CUDA only): the same with ``cache_implementation="static"``, for which
-  transformers compiles the decoding step with ``torch.compile`` (warm-up excluded).
+* ``loom-static`` and ``hf-static`` (CUDA, or ``--static``): Loom's generator with a
+  ``StaticCache`` and its decoding step compiled (``Generator(cache="static",
+  compile_decode=True)``), and transformers with ``cache_implementation="static"``, for which it
+  compiles its decoding step too. Compilation happens in the warm-up, which is not timed.
 
 Reported: new tokens/s (rows x new tokens / wall time, median of ``--repeats`` runs, the
 implementations taking turns), whether Loom's
-greedy tokens equal transformers' (``same_tokens``), and the ratios Loom / reference. JSON lines on
+greedy tokens equal transformers' (``same_tokens``; with the static paths also
+Loom's static tokens equal its dynamic ones), and the ratios Loom / reference. JSON lines on
 stdout, a table on stderr.
 
-Usage: .venv/bin/python bench/generate.py [--quick] [--batch 32] [--new-tokens N] [--repeats R]
-       [--device DEV] [--json-out FILE]
+Usage: .venv/bin/python bench/generate.py [--quick] [--static] [--batch 32] [--new-tokens N]
+       [--repeats R] [--device DEV] [--threads T] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -135,6 +138,7 @@ def timed(fn: Any, device: torch.device, repeats: int) -> tuple[float, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the tiny preset's shapes on the CPU in fp32 (seconds)")
+    ap.add_argument("--static", action="store_true", help="also the static-cache + compiled paths (default on CUDA)")
     ap.add_argument("--batch", type=int, default=32, help="the large batch (default 32); batch 1 is always run")
     ap.add_argument("--new-tokens", type=int, default=None, help="new tokens per row (default 128; --quick 16)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per case, median reported (default 3; --quick 1)")
@@ -163,12 +167,15 @@ def main(argv: list[str] | None = None) -> int:
                                     "dtype": str(dtype).removeprefix("torch."), "quick": args.quick, "new_tokens": new_tokens,
                                     "threads": torch.get_num_threads(),
                                     "image_tokens": model.image_grid ** 2, "params": sum(p.numel() for p in model.parameters())}]
-    impls = ["loom", "hf"] + (["hf-static"] if device.type == "cuda" else [])
+    static = args.static or device.type == "cuda"
+    impls = ["loom", "hf"] + (["loom-static", "hf-static"] if static else [])
+    compiled = Generator(model, tokenizer, stop_ids=[], pad_id=pad, cache="static", compile_decode=True) if static else None
     for batch in sorted({1, args.batch}):
         requests = make_requests(model, batch)
         calls = {
             "loom": lambda: run_loom(generator, requests, new_tokens),
             "hf": lambda: run_hf(model, requests, new_tokens, pad),
+            "loom-static": lambda: run_loom(compiled, requests, new_tokens),  # type: ignore[arg-type]
             "hf-static": lambda: run_hf(model, requests, new_tokens, pad, static=True),
         }
         speeds: dict[str, float] = {}
@@ -185,7 +192,11 @@ def main(argv: list[str] | None = None) -> int:
             speeds[impl] = batch * new_tokens / seconds
             lines.append({"impl": impl, "batch": batch, "seconds": round(seconds, 4), "tokens_per_s": round(speeds[impl], 2)})
         same = all(a == b[: len(a)] for a, b in zip(tokens["loom"], tokens["hf"]))
-        ratios = {f"loom/{impl}": round(speeds["loom"] / speeds[impl], 3) for impl in impls if impl != "loom"}
+        ratios = {"loom/hf": round(speeds["loom"] / speeds["hf"], 3)}
+        if static:
+            same = same and tokens["loom-static"] == tokens["loom"]
+            ratios["loom-static/hf-static"] = round(speeds["loom-static"] / speeds["hf-static"], 3)
+            ratios["loom-static/loom"] = round(speeds["loom-static"] / speeds["loom"], 3)
         lines.append({"comparison": True, "batch": batch, "same_tokens": same, "ratios": ratios})
     for line in lines:
         print(json.dumps(line), flush=True)

@@ -217,3 +217,18 @@ def test_streaming_never_shows_a_stop_string_or_half_a_character(text, stop):
         assert answer.startswith(shown) or "\ufffd" in answer
         if at >= 0:
             break
+
+
+def test_static_cache_gives_the_dynamic_caches_tokens(model, generator, requests):
+    static = Generator(model, TOKENIZER, generator.stop_ids, pad_id=generator.pad_id, cache="static")
+    for params in (GREEDY, SamplingParams(max_new_tokens=8, temperature=1.0, top_k=50, seed=3)):
+        dynamic = generator.generate(requests, params)
+        fixed = static.generate(requests, params)
+        assert [r.tokens for r in fixed] == [r.tokens for r in dynamic]
+        assert [r.text for r in fixed] == [r.text for r in dynamic]
+    # A row that stops early stays in the static batch without changing the others.
+    target = generator.generate(requests, GREEDY)[1].tokens[2]
+    early = Generator(model, TOKENIZER, [target], pad_id=generator.pad_id, cache="static").generate(requests, GREEDY)
+    reference = Generator(model, TOKENIZER, [target], pad_id=generator.pad_id).generate(requests, GREEDY)
+    assert [r.tokens for r in early] == [r.tokens for r in reference]
+    assert early[1].finish_reason == "stop" and early[1].new_tokens == 3

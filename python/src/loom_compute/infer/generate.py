@@ -26,6 +26,10 @@ The algorithm, for a batch of B prompts (token ids from infer/prompts.py, each w
    decoded answer (the answer is cut before it), and with ``length`` at its token budget
    (``max_new_tokens``, or less where the model's context ends). Finished rows leave the batch:
    their cache rows are dropped (``batch_select_indices``), so they stop growing and cost nothing.
+   With ``cache="static"`` (a transformers ``StaticCache`` sized for the longest prompt plus the
+   budget) the batch keeps its shape instead: finished rows are still fed but ignored, and the
+   mask is the whole cache's from the start, so every decoding step has the same shapes and
+   ``compile_decode=True`` turns it into one ``torch.compile`` graph (for CUDA).
 7. **Streaming.** ``on_token(i, delta)`` gets request i's new text: each step the whole answer so
    far is decoded and only the new suffix is sent. A trailing U+FFFD (the first bytes of a
    character whose last byte is still to come) and any tail that could begin a stop string are
@@ -131,14 +135,29 @@ def held_back(text: str, stop_strings: Sequence[str]) -> int:
 class Generator:
     """Generation with one model: ``generate(requests, params, on_token)`` -> results in request order."""
 
-    def __init__(self, model: VisionLanguageModel, tokenizer: Tokenizer, stop_ids: Sequence[int], pad_id: int = 0) -> None:
+    def __init__(
+        self,
+        model: VisionLanguageModel,
+        tokenizer: Tokenizer,
+        stop_ids: Sequence[int],
+        pad_id: int = 0,
+        cache: Literal["dynamic", "static"] = "dynamic",
+        compile_decode: bool = False,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.stop_ids = tuple(int(i) for i in stop_ids)
         self.pad_id = int(pad_id)
         if self.pad_id == model.image_token_id:
             raise LoomComputeError("the padding id must not be the image token")
+        if cache not in ("dynamic", "static"):
+            raise LoomComputeError(f"cache must be 'dynamic' or 'static', got {cache!r}")
+        if compile_decode and cache != "static":
+            raise LoomComputeError("compile_decode needs cache='static' (fixed shapes every step)")
+        self.cache_kind = cache
         self.max_positions = int(getattr(model.llm.config, "max_position_embeddings", 0) or 0)
+        # Static shapes (batch, one token, the whole cache's mask) make the decoding step one graph.
+        self._decode = torch.compile(self.step, dynamic=False) if compile_decode else self.step
 
     @property
     def device(self) -> torch.device:
@@ -153,9 +172,11 @@ class Generator:
 
     # ---- the two forwards ---------------------------------------------------------------------
 
-    def prefill(self, requests: Sequence[GenerationRequest]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, object]:
-        """(next-token logits (B, V) float32, attention mask (B, W), next positions (B,), cache)."""
-        from transformers import DynamicCache
+    def prefill(self, requests: Sequence[GenerationRequest], cache_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, object]:
+        """(next-token logits (B, V) float32, attention mask (B, W), next positions (B,), cache).
+
+        With ``cache_len`` the cache is a transformers ``StaticCache`` of that many positions."""
+        from transformers import DynamicCache, StaticCache
 
         dev = self.device
         lengths = [len(r.ids) for r in requests]
@@ -170,7 +191,7 @@ class Generator:
         pixels = torch.cat(images).to(dev, self.dtype) if images else None
         embeds = self.model.embed(ids, pixels)
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-        cache = DynamicCache()
+        cache = DynamicCache() if cache_len is None else StaticCache(config=self.model.llm.config, max_cache_len=cache_len)
         out = self.model.llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
         logits = self.model.llm.lm_head(out.last_hidden_state[:, -1]).float()
         return logits, mask, torch.tensor(lengths, device=dev), cache
@@ -209,8 +230,15 @@ class Generator:
 
         # Each step decodes a row's whole answer only when a stop string or a listener needs it.
         watch_text = bool(params.stop_strings) or on_token is not None
-        logits, mask, positions, cache = self.prefill(requests)
+        static = self.cache_kind == "static"
+        if static:
+            logits, mask, positions, cache = self.prefill(requests, cache_len=max(len(r.ids) for r in requests) + max(budgets))
+            # One mask for every step: the cache's whole length, future columns open (causality hides them).
+            mask = torch.cat([mask, mask.new_ones((len(requests), max(budgets)))], dim=1)
+        else:
+            logits, mask, positions, cache = self.prefill(requests)
         active = list(range(len(requests)))  # request index of each batch row
+        alive = [True] * len(requests)  # static cache: finished rows stay in the batch, ignored
         while True:
             if params.greedy:
                 chosen = logits.argmax(dim=-1)
@@ -221,6 +249,8 @@ class Generator:
             chosen_list = chosen.tolist()
             keep = []
             for row, index in enumerate(active):
+                if not alive[row]:
+                    continue
                 result = results[index]
                 result.tokens.append(chosen_list[row])
                 done = bool(is_stop[row])
@@ -245,6 +275,13 @@ class Generator:
                     keep.append(row)
             if not keep:
                 break
+            if static:
+                alive = [False] * len(active)
+                for row in keep:
+                    alive[row] = True
+                logits = self._decode(chosen, mask, positions, cache)
+                positions = positions + 1
+                continue
             if len(keep) < len(active):
                 rows = torch.tensor(keep, device=self.device)
                 cache.batch_select_indices(rows)  # type: ignore[attr-defined]
