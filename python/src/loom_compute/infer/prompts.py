@@ -49,7 +49,7 @@ The formats:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from loom_compute.data_text import encode_data_text, plain_text_tokenizer
@@ -309,12 +309,86 @@ class PrismaticQwen2(PromptRenderer):
         return ids
 
 
+# ---- prismatic-qwen2-caption -----------------------------------------------------------------
+
+
+class PrismaticQwen2Caption(Caption):
+    """Open-Qwen2VL-Base: pre-trained on ``<s><image>\\n{caption}`` + eos (prismatic-vlms ``datasets.py``)."""
+
+    name = "prismatic-qwen2-caption"
+    TEMPLATE = "<s><image>\n{caption}<|im_end|>"
+
+    def __init__(self, tokenizer: Tokenizer, settings: PromptSettings) -> None:
+        # The image token may be renamed by the run config; the template's own <s> must be special.
+        template = self.TEMPLATE.replace("<image>", settings.image_token)
+        super().__init__(tokenizer, replace(settings, pretrain_template=template))
+        self.special_id(PrismaticQwen2.BOS, "the Prismatic Qwen2 BOS, added to the vocabulary by Open-Qwen2VL")
+        im_end = self.special_id(IM_END, "the end of a pre-training sample")
+        self.stop_ids = tuple(dict.fromkeys((im_end, self.eos_id)))
+
+
+# ---- llava-qwen2 -----------------------------------------------------------------------------
+
+
+class LlavaQwen2(PromptRenderer):
+    """The MLM-Filter Qwen2.5 scorer's training format (convert/llava.py describes its source)."""
+
+    name = "llava-qwen2"
+    BOS = "<s>"
+    SYSTEM = "You are a helpful assistant"  # no final period, as in LLaVA-Unified's conv_qwen_instruct
+
+    def __init__(self, tokenizer: Tokenizer, settings: PromptSettings) -> None:
+        super().__init__(tokenizer, settings)
+        self.bos = self.special_id(self.BOS, "the BOS LLaVA-Unified adds for qwen_instruct")
+        self.im_end = self.special_id(IM_END, "the ChatML turn closer")
+        self.special_id(IM_START, "the ChatML turn opener")
+        self.system = self.encode(f"{IM_START}system\n{self.SYSTEM}{IM_END}")
+        self.system_head = self.encode(f"{IM_START}system\n")
+        self.user_head = self.encode(f"{IM_START}user\n")
+        self.assistant_head = self.encode(f"{IM_START}assistant\n")
+        self.stop_ids = tuple(dict.fromkeys((self.im_end, self.eos_id)))
+
+    def render(self, messages: Sequence[Message], has_image: bool, add_generation_prompt: bool = True) -> list[int]:
+        ids = [self.bos]
+        rest = list(messages)
+        if rest and rest[0].role == "system":
+            ids += self.system_head + self.data(rest[0].content) + [self.im_end]
+            rest = rest[1:]
+        else:
+            ids += self.system
+        image_pending = has_image
+        for m in rest:
+            # MPT separator style: role + message + <|im_end|>, no newline between turns.
+            ids += self.user_head if m.role == "user" else self.assistant_head
+            if m.role == "user" and image_pending:
+                ids += self.image_ids() + self.newline + self.data(strip_image_placeholder(m.content, self.settings.image_token))
+                image_pending = False
+            else:
+                ids += self.data(m.content)
+            ids += [self.im_end]
+        if image_pending:
+            raise PromptError("the conversation has an image but no user message to put it in")
+        if add_generation_prompt:
+            ids += self.assistant_head
+        return ids
+
+
 # ---- the registry ----------------------------------------------------------------------------
 
 FORMATS: dict[str, Callable[[Tokenizer, PromptSettings], PromptRenderer]] = {
     ChatML.name: ChatML,
     Caption.name: Caption,
     PrismaticQwen2.name: PrismaticQwen2,
+    PrismaticQwen2Caption.name: PrismaticQwen2Caption,
+    LlavaQwen2.name: LlavaQwen2,
+}
+# Formats an importer records that are a scorer's input, not a conversation: asking such a model
+# to generate gets this reason instead of "unknown format".
+NOT_GENERATIVE: dict[str, str] = {
+    "unifilter-qwen2": (
+        "the UniFilter classifier scores an image-caption pair with its score head "
+        "(classifier.safetensors); it has no trained language-model head and does not generate"
+    ),
 }
 
 
@@ -327,6 +401,8 @@ def register_format(name: str, factory: Callable[[Tokenizer, PromptSettings], Pr
 
 def make_renderer(name: str, tokenizer: Tokenizer, settings: PromptSettings) -> PromptRenderer:
     factory = FORMATS.get(name)
+    if name in NOT_GENERATIVE:
+        raise PromptError(f"prompt format {name!r}: {NOT_GENERATIVE[name]}")
     if factory is None:
         raise PromptError(f"unknown prompt format {name!r}; known: {', '.join(FORMATS)}")
     return factory(tokenizer, settings)
