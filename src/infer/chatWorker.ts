@@ -99,8 +99,13 @@ export class ChatWorker {
     return { worker, ready };
   }
 
+  /** The command line start() runs. */
+  static command(o: ChatWorkerOptions): string[] {
+    return workerCommand({ verb: VERB, args: ['--model', o.model, ...(o.args ?? [])], ...(o.module ? { module: o.module } : {}), ...(o.python ? { python: o.python } : {}) });
+  }
+
   private constructor(private readonly o: ChatWorkerOptions) {
-    this.argv = workerCommand({ verb: VERB, args: ['--model', o.model, ...(o.args ?? [])], ...(o.module ? { module: o.module } : {}), ...(o.python ? { python: o.python } : {}) });
+    this.argv = ChatWorker.command(o);
     this.onStderr = o.onStderr ?? ((text) => process.stderr.write(text));
     const [file, ...args] = this.argv as [string, ...string[]];
     // Its own process group: a Ctrl-C on the terminal reaches only us, and we decide how the
