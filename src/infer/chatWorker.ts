@@ -155,6 +155,16 @@ export class ChatWorker {
     });
   }
 
+  /** Settles once the worker has exited, for whatever reason. */
+  get finished(): Promise<void> {
+    return this.exited;
+  }
+
+  /** Why the worker ended, once it has: ChatInterrupted, a WorkerError, or undefined after a clean close. */
+  get failureReason(): unknown {
+    return this.failure;
+  }
+
   get running(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null && this.child.pid !== undefined;
   }

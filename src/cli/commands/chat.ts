@@ -159,12 +159,10 @@ async function interactiveSession(worker: ChatWorker, session: ChatSession, read
     );
   }
   const rl = createInterface({ input: process.stdin, ...(terminal ? { output: process.stderr, prompt: '> ', terminal: true } : { terminal: false }) });
-  let interrupted = false;
-  rl.on('SIGINT', () => {
-    interrupted = true;
-    rl.close();
-    void worker.interrupt('SIGINT');
-  });
+  // Ctrl-C: on a terminal readline reads it as input, elsewhere the signal handler stops the
+  // worker; either way the worker's end closes the input, which ends the loop.
+  rl.on('SIGINT', () => void worker.interrupt('SIGINT'));
+  void worker.finished.then(() => rl.close());
   try {
     if (terminal) rl.prompt();
     for await (const line of rl) {
@@ -179,5 +177,5 @@ async function interactiveSession(worker: ChatWorker, session: ChatSession, read
   } finally {
     rl.close();
   }
-  if (interrupted) throw new ChatInterrupted('SIGINT');
+  if (!worker.running && worker.failureReason !== undefined) throw worker.failureReason;
 }
