@@ -25,8 +25,8 @@ export function addSamplingOptions(command: Command): Command {
     .option('--top-k <k>', `sample among the k most likely tokens; 0 = no limit (default ${d.topK})`)
     .option('--seed <n>', `random seed for sampling (default ${d.seed})`)
     .option('--stop <text>', 'end the answer where this text appears (not included; repeatable); the model\'s end-of-turn token always stops it', (value: string, previous: string[] = []) => [...previous, value])
-    .option('--device <device>', `where the model runs: ${DEVICES.join(', ')} (default auto: cuda when available)`)
-    .option('--dtype <dtype>', `weights and compute: ${DTYPES.join(', ')} (default auto: bfloat16 on a GPU, float32 on a CPU)`);
+    .option('--device <device>', `where the model runs: ${DEVICES.join(', ')} or cuda:N (default auto: this process's GPU when there is one, else cpu)`)
+    .option('--dtype <dtype>', `weights and compute: ${DTYPES.join(', ')} (default auto: bfloat16 on CUDA, float32 on the CPU)`);
 }
 
 export function samplingFromOptions(o: SamplingCliOptions): Sampling {
@@ -37,7 +37,7 @@ export function samplingFromOptions(o: SamplingCliOptions): Sampling {
     ...(o.topK !== undefined ? { topK: integerOption(o.topK, '--top-k', 0) } : {}),
     ...(o.seed !== undefined ? { seed: integerOption(o.seed, '--seed', 0) } : {}),
     ...(o.stop !== undefined ? { stop: o.stop } : {}),
-    ...(o.device !== undefined ? { device: o.device as Sampling['device'] } : {}),
+    ...(o.device !== undefined ? { device: o.device } : {}),
     ...(o.dtype !== undefined ? { dtype: o.dtype as Sampling['dtype'] } : {}),
   };
 }

@@ -13,7 +13,8 @@ export interface Sampling {
   seed?: number;
   /** Strings that end an answer (not included in it). */
   stop?: string[];
-  device?: 'auto' | 'cpu' | 'cuda';
+  /** auto, cpu, cuda or cuda:N. */
+  device?: string;
   dtype?: 'auto' | 'float32' | 'bfloat16';
 }
 
@@ -51,7 +52,10 @@ export function samplingArgs(s: Sampling): string[] {
     // `--stop=TEXT` keeps a stop string that starts with '-' from being read as a flag.
     args.push(`--stop=${stop}`);
   }
-  if (s.device !== undefined) args.push('--device', oneOf(s.device, DEVICES, '--device'));
+  if (s.device !== undefined) {
+    if (!(DEVICES as readonly string[]).includes(s.device) && !/^cuda:\d+$/.test(s.device)) throw usage(`--device: expected one of ${DEVICES.join(', ')} or cuda:N, got '${s.device}'`);
+    args.push('--device', s.device);
+  }
   if (s.dtype !== undefined) args.push('--dtype', oneOf(s.dtype, DTYPES, '--dtype'));
   return args;
 }

@@ -73,7 +73,8 @@ test('sampling flags become worker arguments; out-of-range values name the flag'
   assert.throws(() => samplingArgs({ maxNewTokens: 0 }), usageError(/--max-new-tokens/));
   assert.throws(() => samplingArgs({ topK: 1.5 }), usageError(/--top-k/));
   assert.throws(() => samplingArgs({ stop: [''] }), usageError(/--stop: an empty stop string/));
-  assert.throws(() => samplingArgs({ device: 'tpu' as never }), usageError(/--device: expected one of auto, cpu, cuda/));
+  assert.throws(() => samplingArgs({ device: 'tpu' }), usageError(/--device: expected one of auto, cpu, cuda or cuda:N/));
+  assert.deepEqual(samplingArgs({ device: 'cuda:1' }), ['--device', 'cuda:1']);
 });
 
 test(
