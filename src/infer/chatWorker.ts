@@ -94,10 +94,17 @@ export class ChatWorker {
 
   /** Starts the worker and waits until its model is loaded (or it fails, with the reason). */
   static async start(o: ChatWorkerOptions): Promise<{ worker: ChatWorker; ready: ChatReady }> {
-    const worker = new ChatWorker(o);
-    const ready = await worker.waitReady();
-    return { worker, ready };
+    const worker = ChatWorker.spawn(o);
+    return { worker, ready: await worker.ready };
   }
+
+  /** Starts the worker; `ready` settles once its model is loaded, and interrupt() works meanwhile. */
+  static spawn(o: ChatWorkerOptions): ChatWorker {
+    return new ChatWorker(o);
+  }
+
+  /** The worker's `ready` event, or why it ended before sending one. */
+  readonly ready: Promise<ChatReady>;
 
   /** The command line start() runs. */
   static command(o: ChatWorkerOptions): string[] {
@@ -107,6 +114,10 @@ export class ChatWorker {
   private constructor(private readonly o: ChatWorkerOptions) {
     this.argv = ChatWorker.command(o);
     this.onStderr = o.onStderr ?? ((text) => process.stderr.write(text));
+    this.ready = new Promise<ChatReady>((resolve, reject) => {
+      this.readyWaiter = { resolve, reject };
+    });
+    this.ready.catch(() => {}); // a caller that never awaits it still sees the failure in ask()/close()
     const [file, ...args] = this.argv as [string, ...string[]];
     // Its own process group: a Ctrl-C on the terminal reaches only us, and we decide how the
     // session ends (the worker would otherwise die mid-answer with "interrupted").
@@ -125,7 +136,8 @@ export class ChatWorker {
     this.child.stdin.on('error', () => {}); // EPIPE after the worker died: the exit reports why
     this.child.stderr.on('data', (chunk: Buffer) => {
       this.tail.push(chunk);
-      this.onStderr(chunk.toString('utf8'));
+      // Once the user ended the session, the worker's "interrupted" is noise.
+      if (!this.interruptedBy) this.onStderr(chunk.toString('utf8'));
     });
     const stdoutClosed = new Promise<void>((resolve) => {
       const lines = createInterface({ input: this.child.stdout, crlfDelay: Infinity });
@@ -192,12 +204,6 @@ export class ChatWorker {
     this.interruptedBy ??= signal;
     if (this.running) this.child.kill('SIGTERM');
     await this.exited;
-  }
-
-  private waitReady(): Promise<ChatReady> {
-    return new Promise<ChatReady>((resolve, reject) => {
-      this.readyWaiter = { resolve, reject };
-    });
   }
 
   private onLine(line: string): void {

@@ -81,30 +81,16 @@ async function chat(r: ChatRun): Promise<void> {
   const env = { LOOM_LOG_LEVEL: process.env.LOOM_LOG_LEVEL ?? 'warning' };
   const interactive = r.question === '';
   if (interactive && process.stdin.isTTY) process.stderr.write(`loading ${r.model} ...\n`);
-  const starting = ChatWorker.start({ model: r.model, args: r.args, env });
-  // Ctrl-C (outside a terminal session's readline, which sees it as input) and SIGTERM end the worker too.
-  let worker: ChatWorker | undefined;
-  const stop = (signal: NodeJS.Signals) => (): void => {
-    interruptedBy ??= signal;
-    void worker?.interrupt(signal);
-  };
-  let interruptedBy: NodeJS.Signals | undefined;
+  const worker = ChatWorker.spawn({ model: r.model, args: r.args, env });
+  // Ctrl-C (outside a terminal session's readline, which sees it as input) and SIGTERM stop the
+  // worker, also while it loads; whatever waits on it then ends with ChatInterrupted.
+  const stop = (signal: NodeJS.Signals) => (): void => void worker.interrupt(signal);
   const onSigint = stop('SIGINT');
   const onSigterm = stop('SIGTERM');
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigterm);
   try {
-    let ready: ChatReady;
-    try {
-      ({ worker, ready } = await starting);
-    } catch (err) {
-      if (interruptedBy) throw new ChatInterrupted(interruptedBy);
-      throw err;
-    }
-    if (interruptedBy) {
-      await worker.interrupt(interruptedBy);
-      throw new ChatInterrupted(interruptedBy);
-    }
+    const ready = await worker.ready;
     const session = new ChatSession(worker, { image: r.image, ...(r.system !== undefined ? { system: r.system } : {}) });
     if (interactive) await interactiveSession(worker, session, ready, r.json);
     else await oneQuestion(session, r.question, r.json);
@@ -112,7 +98,7 @@ async function chat(r: ChatRun): Promise<void> {
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigterm);
-    if (worker?.running) await worker.interrupt();
+    if (worker.running) await worker.interrupt();
   }
 }
 
