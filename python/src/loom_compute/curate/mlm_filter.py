@@ -7,7 +7,7 @@ tokens, times the probability that the answer ends there. Columns per metric: ``
 expected value sum_s P(s) * s / sum_s P(s) (renormalised over the 101 candidates) and
 ``<metric>_argmax`` = the most probable candidate.
 
-Rendering (as Loom's SFT packer, src/pack/sft.ts): ChatML with system "You are a helpful
+Rendering (the ChatML of loom_compute.infer.prompts, which is Loom's SFT packer's, src/pack/sft.ts): with system "You are a helpful
 assistant.", the user turn = image (image_grid^2 ``<image>`` ids) + "\\n" + "Text Caption:
 {caption}\\n\\n{criteria} ...", then ``<|im_start|>assistant\\n``. Each fixed piece and each value
 is tokenized on its own and the ids concatenated; the caption/criteria split sits after "\\n\\n",
@@ -28,8 +28,8 @@ Cost per batch of B samples: two LLM forwards in all.
    Tokens per sample: P + sum_m (S_m) + 4 N (plus padding to the longest suffix).
 Then the LM head runs only at the 1 + N positions per row whose next-token distribution is read.
 
-The vision tower's image goes through the same squash resize (PIL bicubic) and mean/std as the
-data plane's packed images (src/images/image.ts is tested against PIL's bicubic resize).
+The vision tower's image goes through loom_compute.infer.images (the squash resize, PIL bicubic,
+and mean/std of the data plane's packed images; src/images/image.ts is tested against it).
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from loom_compute.config import RunConfig
-from loom_compute.data_text import encode_data_text, plain_text_tokenizer
+from loom_compute.data_text import encode_data_text
 from loom_compute.errors import LoomComputeError
+from loom_compute.infer.images import ImageSpec, pixel_values
+from loom_compute.infer.prompts import ChatML, PromptSettings
 
 if TYPE_CHECKING:
     import torch
@@ -53,8 +55,6 @@ if TYPE_CHECKING:
 
     from loom_compute.model.vlm import VisionLanguageModel
 
-SYSTEM_PROMPT = "You are a helpful assistant."
-IM_START = "<|im_start|>"
 
 # The published MLM-Filter prompt wording (MIT licence, Copyright (c) 2025 Weizhi Wang), from
 # Victorwz/MLM_Filter, mlm_filter_scoring_single_image.py and
@@ -291,38 +291,27 @@ class MlmFilterScorer:
         self.image_std = np.asarray(image_std, dtype=np.float32)
         self.max_caption_tokens = int(max_caption_tokens)
         self.answer_end = answer_end
-        self.plain = plain_text_tokenizer(tokenizer)
-        special = {t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special}
-
-        def token_id(token: str) -> int:
-            found = tokenizer.token_to_id(token)
-            if found is None:
-                raise LoomComputeError(f"the tokenizer has no token {token!r}")
-            return int(found)
-
-        for token in (image_token, IM_START, eos_token, pad_token):
-            token_id(token)
-            # A structural token that is not special would be matched inside captions.
-            if token not in special:
-                raise LoomComputeError(f"the tokenizer's {token!r} is not marked special, so a caption containing it would become its id")
+        # The one Python ChatML (infer/prompts.py): its pieces, and its checks that the image,
+        # <|im_start|>, <|im_end|>, eos and pad tokens exist and are special (else a caption could write them).
+        chatml = ChatML(tokenizer, PromptSettings(image_token, eos_token, pad_token, model.image_grid * model.image_grid))
+        self.chatml = chatml
+        self.plain = chatml.plain
         # The caption piece is encoded as plain text whole; its prompt words must mean the same either way.
         empty_head = user_value_parts("", METRICS[0])[0]
         if encode_data_text(self.plain, [empty_head])[0] != self._encode(empty_head):
             raise LoomComputeError("the MLM-Filter caption piece holds a special-token string; it cannot be encoded as plain text")
-
-        self.image_token_id = token_id(image_token)
+        self.image_token_id = chatml.image_token_id
         if self.image_token_id != model.image_token_id:
             raise LoomComputeError(f"the tokenizer's {image_token!r} is id {self.image_token_id} but the model's image token is {model.image_token_id}")
-        self.im_end_id = token_id(eos_token)
-        token_id(IM_START)
+        pieces = chatml.pieces
+        self.im_end_id = pieces.im_end
         encode = self._encode
-        self.system_ids = encode(f"{IM_START}system\n{SYSTEM_PROMPT}{eos_token}\n")
-        self.user_head_ids = encode(f"{IM_START}user\n")
-        self.newline_ids = encode("\n")
-        self.image_ids = [self.image_token_id] * (model.image_grid * model.image_grid)
-        assistant_head = encode(f"{IM_START}assistant\n")
+        self.system_ids = pieces.system
+        self.user_head_ids = pieces.user_head
+        self.newline_ids = pieces.newline
+        self.image_ids = chatml.image_ids()
         # The per-metric suffix: the rest of the user value, its closer, the assistant header.
-        self.suffix_ids = [encode(user_value_parts("", m)[1]) + [self.im_end_id] + self.newline_ids + assistant_head for m in METRICS]
+        self.suffix_ids = [encode(user_value_parts("", m)[1]) + [self.im_end_id] + self.newline_ids + pieces.assistant_head for m in METRICS]
         self.trie = CandidateTrie.build([encode(str(v)) for v in CANDIDATE_VALUES])
         vocab = model.llm.get_output_embeddings().weight.shape[0]
         end = torch.zeros(vocab, dtype=torch.bool)
@@ -387,15 +376,8 @@ class MlmFilterScorer:
         return self.prefix_ids(caption) + self.suffix_ids[METRICS.index(metric)]
 
     def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        import torch
-        from PIL import Image
-
-        arrays = [
-            np.asarray(image.convert("RGB").resize((self.image_size, self.image_size), Image.BICUBIC), dtype=np.float32) / 255.0
-            for image in images
-        ]
-        stacked = (np.stack(arrays) - self.image_mean) / self.image_std
-        return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+        """The one inference preprocessing (infer/images.py), squashed as the scorer's models were trained."""
+        return pixel_values(images, ImageSpec(self.image_size, "squash", tuple(self.image_mean), tuple(self.image_std)))  # type: ignore[arg-type]
 
     def preprocess(self, images: Sequence[Image.Image], captions: Sequence[str]) -> dict[str, Any]:
         if len(images) != len(captions):

@@ -41,8 +41,9 @@ The formats:
   goes where the first user message has ``<image>`` (the original splits the text there), else
   ``<image>\\n`` is put in front. The prompt ends with ``assistant\\n`` as in training: the
   original's ``get_prompt`` right-strips the ``\\n`` and its ``generate_batch`` prepends a second
-  ``<s>``; Loom gives the model the context it was fine-tuned on instead. Stops: ``<|im_end|>``
-  and the eos.
+  ``<s>``; Loom gives the model the context it was fine-tuned on instead. The original always
+  writes the default system prompt; a request's own system message replaces it here (stripped,
+  in the same ``<|im_start|>system\\n...<|im_end|>\\n`` block). Stops: ``<|im_end|>`` and the eos.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class PromptRenderer:
         if found is None:
             raise PromptError(f"the {self.name} prompt format needs the token {token!r} ({what}); the tokenizer has none")
         if token not in self._special:
-            raise PromptError(f"the tokenizer's {token!r} ({what}) is not marked special, so a message containing it would become its id")
+            raise PromptError(f"the tokenizer's {token!r} is not marked special ({what}), so a message containing it would become its id")
         return int(found)
 
     def encode(self, template_text: str) -> list[int]:

@@ -55,16 +55,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sampling_from_args(args: argparse.Namespace) -> Any:
+    """The sampling flags, checked: a bad value is a usage error (exit 2) naming the flag."""
+    from loom_compute.errors import LoomComputeError
     from loom_compute.infer.generate import SamplingParams
 
-    return SamplingParams(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        seed=args.seed,
-        stop_strings=tuple(args.stop),
-    )
+    try:
+        return SamplingParams(
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            seed=args.seed,
+            stop_strings=tuple(args.stop),
+        )
+    except LoomComputeError as exc:
+        raise UsageError(exc.message) from None
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
