@@ -5,7 +5,9 @@ Layout (each part loads with the stock ``transformers`` class, so any tool can u
     export/
       loom.json                 what this is (below)
       vision/                   SiglipVisionModel.from_pretrained(...)  (config.json, model.safetensors)
-      llm/                      Qwen2ForCausalLM.from_pretrained(...)   (config.json, model.safetensors)
+      llm/                      Qwen2ForCausalLM.from_pretrained(...)   (config.json, model.safetensors,
+                                generation_config.json), AutoTokenizer.from_pretrained(...) (tokenizer
+                                files and chat template, convert/hf_tokenizer.py)
       projector.safetensors     fc1.weight, fc1.bias, fc2.weight, fc2.bias
       tokenizer.json            the tokenizer the model was trained with
 
@@ -139,6 +141,11 @@ def write_export(
     ``fc1``/``fc2`` weights. A tied LLM's ``lm_head.weight`` is dropped: it is the embedding.
     """
     out_dir = Path(out_dir)
+    # Made before anything is written, so a tokenizer without eos/pad/image token fails cleanly.
+    llm_files = {}
+    if tokenizer_json is not None:
+        data = tokenizer_json if isinstance(tokenizer_json, bytes) else Path(tokenizer_json).read_bytes()
+        llm_files = _llm_tokenizer_files(data, config, prompt_format or DEFAULT_PROMPT_FORMAT.get(stage, "chatml"), llm_config)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -147,6 +154,7 @@ def write_export(
     vision_config.save_pretrained(tmp / "vision")
     save_file(_contiguous(vision_state), str(tmp / "vision" / "model.safetensors"), metadata={"format": "pt"})
     llm_config.save_pretrained(tmp / "llm")
+    _write_both_versions(tmp / "llm" / "config.json")
     llm_weights = _contiguous(llm_state)
     if getattr(llm_config, "tie_word_embeddings", False):
         llm_weights.pop("lm_head.weight", None)
@@ -156,6 +164,8 @@ def write_export(
         (tmp / "tokenizer.json").write_bytes(tokenizer_json)
     elif tokenizer_json is not None:
         shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
+    for name, data in llm_files.items():
+        (tmp / "llm" / name).write_bytes(data)
     for name, data in (extra_files or {}).items():
         target = tmp / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -209,6 +219,33 @@ def load_export(path: str | Path, attention: str = "sdpa") -> tuple[Any, ExportI
         raise ExportError(f"{info.path}: tokenizer.json is missing; an export needs the tokenizer it was trained with")
     model = build_model(inference_config(info, attention), image_token_id=info.image_token_id)
     return model.eval(), info
+
+
+def _write_both_versions(path: Path) -> None:
+    """The LLM config with the keys transformers 4.4x reads (rope_theta, torch_dtype) beside 5.x's."""
+    from loom_compute.convert.hf_config import both_versions
+
+    config = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps(both_versions(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _llm_tokenizer_files(tokenizer_json: bytes, config: RunConfig, prompt_format: str, llm_config: Any) -> dict[str, bytes]:
+    """``llm/``'s AutoTokenizer files and generation_config.json, so ``AutoTokenizer.from_pretrained(export/llm)``
+    is the whole tokenizer (a bare config.json gives one of length 1) and generation stops at eos."""
+    from loom_compute.convert.hf_tokenizer import TEMPLATE_FORMATS, chat_template_for, generation_config, token_ids, tokenizer_files
+
+    tok = config.tokenizer
+    where = f"tokenizer of run {config.name!r}"
+    template = chat_template_for(prompt_format, tok.image_token, where) if prompt_format in TEMPLATE_FORMATS else None
+    max_length = int(getattr(llm_config, "max_position_embeddings", 0) or config.data.seq_len)
+    files = tokenizer_files(
+        tokenizer_json, image_token=tok.image_token, eos_token=tok.eos_token, pad_token=tok.pad_token,
+        model_max_length=max_length, chat_template=template, where=where, require_special=False,
+    )
+    ids = token_ids(tokenizer_json, where, eos_token=tok.eos_token, pad_token=tok.pad_token)
+    generation = generation_config(ids["eos_token"], ids["pad_token"])
+    files["generation_config.json"] = (json.dumps(generation, indent=2) + "\n").encode("utf-8")
+    return files
 
 
 def _contiguous(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -5,7 +5,7 @@ shows it. Verb modules import torch only inside ``run``, so the table loads with
 `doctor` can report a broken install.
 """
 
-from loom_compute.verbs import chat, checkpoints, doctor, generate, read_packed, score, train, train_filter, validate_config
+from loom_compute.verbs import chat, checkpoints, doctor, export, generate, read_packed, score, train, train_filter, validate_config
 from loom_compute.verbs.dispatch import Verb, dispatch
 
 VERBS: dict[str, Verb] = {
@@ -20,6 +20,7 @@ VERBS: dict[str, Verb] = {
         checkpoints.VERB,
         generate.VERB,
         chat.VERB,
+        export.VERB,
     )
 }
 
