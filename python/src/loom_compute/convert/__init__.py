@@ -1,7 +1,18 @@
 """Converting between Loom exports (model/export_dir.py) and other tools' formats.
 
-- ``llava_hf``: export to / import from a llava-hf folder (``LlavaForConditionalGeneration``);
+Export to / import from llava-hf:
+- ``llava_hf``: a llava-hf folder (``LlavaForConditionalGeneration``), both directions;
 - ``hf_tokenizer``: AutoTokenizer folders and the ChatML chat template;
 - ``hf_config``: transformers configs that 4.4x and 5.x read the same;
 - ``folder``: writing a whole output folder atomically.
+
+Importers of published checkpoints, one module per source format: ``prismatic`` (Open-Qwen2VL's
+prismatic-vlms run folders) and ``llava`` (LLaVA-style folders: the MLM-Filter and UniFilter
+scorers). Shared pieces: ``files`` (reading weights without unpickling code), ``tokens`` (special
+tokens a source adds to its tokenizer), ``timm_siglip`` (timm ViT names -> transformers SigLIP
+names), ``run_config`` (the base run config overridden with the source's shapes and image settings).
 """
+
+from loom_compute.convert.files import CheckpointError
+
+__all__ = ["CheckpointError"]

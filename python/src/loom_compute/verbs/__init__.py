@@ -5,7 +5,7 @@ shows it. Verb modules import torch only inside ``run``, so the table loads with
 `doctor` can report a broken install.
 """
 
-from loom_compute.verbs import chat, checkpoints, doctor, export, generate, read_packed, score, train, train_filter, validate_config
+from loom_compute.verbs import chat, checkpoints, doctor, export, generate, import_checkpoint, read_packed, score, train, train_filter, validate_config
 from loom_compute.verbs.dispatch import Verb, dispatch
 
 VERBS: dict[str, Verb] = {
@@ -21,6 +21,7 @@ VERBS: dict[str, Verb] = {
         generate.VERB,
         chat.VERB,
         export.VERB,
+        import_checkpoint.VERB,
     )
 }
 
