@@ -14,6 +14,8 @@ import { pythonExecutable, repoRoot } from '../../../src/util/paths.js';
 const cli = join(repoRoot(), 'bin', 'loom.js');
 let dir = '';
 let model = '';
+/** The first test's answer, which the llava-hf round trip must reproduce. */
+let firstAnswer: string | undefined;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'loom-infer-e2e-'));
@@ -55,6 +57,7 @@ test('loom chat --json answers one question about an image with every field; the
   assert.ok(out.new_tokens >= 1 && out.new_tokens <= 5, String(out.new_tokens));
   assert.ok(out.finish_reason === 'stop' || (out.finish_reason === 'length' && out.new_tokens === 5));
   assert.ok(out.seconds > 0);
+  firstAnswer = out.answer;
 
   const refused = loom('chat', '--model', 'runs/tiny', '--image', 'broken.jpg', '--max-new-tokens', '2', 'What is it?');
   assert.equal(refused.status, 1);
@@ -114,4 +117,22 @@ test('loom generate answers a prompts file, writes a bad row with its error, and
   const resumed = JSON.parse(again.stdout);
   assert.deepEqual([resumed.answered, resumed.skipped_existing, resumed.bad_rows], [0, 2, 1], 'answered ids are skipped; the bad row is tried again');
   assert.ok(!existsSync(join(dir, 'answers.jsonl.part-0')));
+});
+
+test('loom export --format llava-hf, then loom import --format llava-hf (its base config from the tiny preset), gives a model that answers the same', { timeout: 180_000 }, () => {
+  const exported = loom('export', '--format', 'llava-hf', 'runs/tiny', '--out', 'hf/tiny', '--json');
+  assert.equal(exported.status, 0, exported.stderr);
+  assert.deepEqual(JSON.parse(exported.stdout).out, join(dir, 'hf', 'tiny'));
+  assert.ok(existsSync(join(dir, 'hf', 'tiny', 'config.json')) && existsSync(join(dir, 'hf', 'tiny', 'tokenizer_config.json')));
+  const imported = loom('import', '--format', 'llava-hf', 'hf/tiny', '--preset', 'tiny', '--out', 'runs/back/export', '--json');
+  assert.equal(imported.status, 0, imported.stderr);
+  const summary = JSON.parse(imported.stdout);
+  assert.deepEqual([summary.out, summary.format, summary.stage, summary.prompt_format], [join(dir, 'runs', 'back', 'export'), 'llava-hf', 'sft', 'chatml']);
+  const baseConfig = /--config (\S+base-config\.json)/.exec(summary.command)?.[1];
+  assert.ok(baseConfig !== undefined, summary.command);
+  assert.equal(existsSync(baseConfig), false, 'the temporary base config is removed after the import');
+  const chat = loom('chat', '--model', 'runs/back', '--image', 'red.png', '--max-new-tokens', '5', '--json', 'How many shapes?');
+  assert.equal(chat.status, 0, chat.stderr);
+  assert.ok(firstAnswer !== undefined, 'runs after the first test');
+  assert.equal(JSON.parse(chat.stdout).answer, firstAnswer);
 });
