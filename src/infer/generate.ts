@@ -69,9 +69,14 @@ export async function runGenerate(plan: GeneratePlan, o: { startProgress?: Start
     verb: 'generate',
     args: plan.args,
     ...(plan.launcher ? { launcher: plan.launcher } : {}),
-    ...(o.startProgress ? { startProgress: o.startProgress } : {}),
+    // The verb counts input rows; say so unless it names its unit.
+    ...(o.startProgress ? { startProgress: withDefaultUnit(o.startProgress, 'rows') } : {}),
     progressLabel: 'generate',
     silent: o.quiet ?? false,
   });
   return done as GenerateSummary;
+}
+
+function withDefaultUnit(start: StartProgress, unit: string): StartProgress {
+  return (label, total, display) => start(label, total, { ...display, unit: display?.unit ?? unit });
 }
