@@ -35,18 +35,16 @@ export function resolveExportDir(path: string, flag: string, cwd = process.cwd()
   );
 }
 
-/** The absolute path of an image file, or a LoomError naming it. */
-export function requireImage(path: string, what: string, cwd = process.cwd()): string {
+/** The absolute path of an existing file (an image, a prompts file), or a LoomError naming it. */
+export function requireFile(path: string, what: string, cwd = process.cwd()): string {
   const file = resolve(cwd, path);
   if (!existsSync(file)) throw new LoomError(`${what} ${path}: no such file`, EXIT_USAGE);
   if (!statSync(file).isFile()) throw new LoomError(`${what} ${path}: not a file`, EXIT_USAGE);
   return file;
 }
 
-/** The absolute path of an input file, or a LoomError naming it. */
-export function requireFile(path: string, flag: string, cwd = process.cwd()): string {
-  return requireImage(path, flag, cwd);
-}
+/** An image is checked for existence only: decoding it is the worker's (it reports what it cannot read). */
+export const requireImage = requireFile;
 
 /**
  * An output folder a converter may replace as a whole (the Python writers build `<out>.tmp` and
