@@ -1,10 +1,14 @@
 // The `loom` command: one sub-command per pipeline stage (see docs/architecture.md).
 import { Command, CommanderError } from 'commander';
 import { LoomError, EXIT_FAILURE } from '../util/errors.js';
+import { registerChat } from './commands/chat.js';
 import { registerConfig } from './commands/config.js';
 import { registerCurate } from './commands/curate.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerExport } from './commands/export.js';
+import { registerGenerate } from './commands/generate.js';
+import { registerImport } from './commands/import.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerPack } from './commands/pack.js';
 import { registerReshard } from './commands/reshard.js';
@@ -19,6 +23,7 @@ export function buildProgram(): Command {
     .description(
       'Loom: curate, pack, train and evaluate multimodal LLMs (Open-Qwen2VL recipe), end to end.\n' +
         'Pipeline: synth -> inspect -> curate -> select -> reshard -> pack -> train -> eval.\n' +
+        'Use a model: chat, generate; hand it on or bring one in: export, import.\n' +
         'Every command takes --help; most take --json for a machine-readable summary on stdout.',
     )
     .showHelpAfterError()
@@ -34,6 +39,10 @@ export function buildProgram(): Command {
   registerReshard(program);
   registerCurate(program);
   registerTokenizer(program);
+  registerChat(program);
+  registerGenerate(program);
+  registerExport(program);
+  registerImport(program);
   registerUnbuilt(program, new Set(program.commands.map((c) => c.name())));
   return program;
 }

@@ -9,3 +9,10 @@ export function integerOption(text: string, flag: string, min: number): number {
   }
   return n;
 }
+
+/** A finite decimal number (e.g. 0.7, 1e-3); anything else is a usage error naming the flag. */
+export function numberOption(text: string, flag: string): number {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n)) throw new LoomError(`${flag}: expected a number, got '${text}'`, EXIT_USAGE);
+  return n;
+}

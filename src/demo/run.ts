@@ -18,6 +18,7 @@ import { writeJsonAtomic } from '../util/atomic.js';
 import { LoomError } from '../util/errors.js';
 import { withOutputDir } from '../util/outputDir.js';
 import { partsProgress, type StartProgress } from '../util/progress.js';
+import { askSftModel, DEMO_CHAT_MAX_NEW_TOKENS } from './chat.js';
 import { pickCurate, pickInspect, pickPack, pickSynth, pickTrain } from './summary.js';
 import { tokenStats, type TokenStats } from './tokenStats.js';
 
@@ -50,7 +51,7 @@ const NOT_BUILT = ['eval'];
 /** DFN keeps a top fraction of the pool. The demo's pool is 30% noise, 12 points of it subtle (a wrong colour
  * or count, which a small filter barely sees): keeping 75% spares clean pairs that a 70% cut would take. */
 export const DEMO_RULE = 'top(dfn.cosine, 0.75)';
-const STEPS = 11;
+const STEPS = 12;
 
 export type DemoSummary = Awaited<ReturnType<typeof runSteps>>['summary'];
 
@@ -188,6 +189,9 @@ async function runSteps(o: DemoOptions, out: string, display: DemoDisplay) {
   await writeJsonAtomic(sftConfigPath, sftRun);
   const sftTrained = await train(sftConfigPath);
 
+  step(12, `chat: ask the SFT model about one of its training images (the \`loom chat\` path, greedy, at most ${DEMO_CHAT_MAX_NEW_TOKENS} new tokens)`);
+  const chat = await askSftModel(String(sftTrained.export), join(out, 'data', 'sft'), (argv) => display.onCommand(formatCommand(argv)));
+
   const summary = {
     out,
     seconds: (Date.now() - started) / 1000,
@@ -202,6 +206,7 @@ async function runSteps(o: DemoOptions, out: string, display: DemoDisplay) {
     pack_sft: { ...pickPack(sftPacked.total), image_tokens_per_image: imageTokensPerImage(sftConfig) },
     train: pickTrain(pretrained),
     train_sft: pickTrain(sftTrained),
+    chat,
     not_built_yet: NOT_BUILT,
   };
   await writeJsonAtomic(join(out, 'demo.json'), summary);

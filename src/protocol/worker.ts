@@ -60,20 +60,22 @@ export class WorkerError extends LoomError {
 /** The line loom_compute.protocol prints on stderr when a verb fails on one of several ranks. */
 const RANK_FAILURE = /^\[rank (\d+)\/\d+\] loom_compute: (?:failed|error): (.*)$/;
 
-const SETUP_HINT = 'run `make setup` (creates .venv with loom_compute installed) or set LOOM_PYTHON to a Python that has it';
+export const SETUP_HINT = 'run `make setup` (creates .venv with loom_compute installed) or set LOOM_PYTHON to a Python that has it';
 
-function signalExitCode(signal: NodeJS.Signals): number {
+export function signalExitCode(signal: NodeJS.Signals): number {
   const number = (osConstants.signals as Record<string, number | undefined>)[signal];
   return number === undefined ? EXIT_FAILURE : 128 + number;
 }
 
-function quoteTail(lines: string[]): string {
+/** The worker's last stderr lines, quoted for an error message. */
+export function quoteTail(lines: string[]): string {
   const shown = lines.filter((line, i) => line.trim() !== '' || i < lines.length - 1);
   if (shown.length === 0) return '\n(the worker wrote nothing to stderr)';
   return `\nlast lines of its stderr:\n${shown.map((line) => `  | ${line}`).join('\n')}`;
 }
 
-function crashHint(lines: string[], code: number | null, signal: NodeJS.Signals | null): string {
+/** A hint for a crash without an error event (memory, segfault, missing package), or ''. */
+export function crashHint(lines: string[], code: number | null, signal: NodeJS.Signals | null): string {
   const text = lines.join('\n');
   if (/No module named ['"]?(loom_compute|torch)\b/.test(text)) return `\nhint: the compute package is not installed for this interpreter: ${SETUP_HINT}`;
   if (signal === 'SIGKILL' || code === 137) return '\nhint: SIGKILL usually means the machine ran out of memory (or a scheduler stopped the job)';

@@ -34,7 +34,8 @@ export function registerDemo(program: Command): void {
           'lengths at the stage resolution) -> the Python compute plane validates the config -> pack (exact-fill) -> ' +
           'the Python training loader reads every packed batch -> pack the SFT conversations (more tokens per image) ' +
           "-> pre-train the tiny model (its loss against the captions' unigram entropy) -> instruction-tune it from " +
-          'the pre-training export.',
+          'the pre-training export -> ask the SFT model about one of its images through `loom chat`\'s session and ' +
+          'print its answer beside the true one.',
         'Outputs go to OUT (data/, curate/, config.json, packed/, runs/, demo.json); a rerun renders OUT/data afresh.',
       ].join('\n\n'),
     )

@@ -1,6 +1,8 @@
 // The readable summary `loom demo` prints at the end (demo.json, from src/demo/, holds the numbers).
 import { join } from 'node:path';
+import { formatCommand } from '../../protocol/command.js';
 import { table } from '../output.js';
+import type { DemoChatProbe } from '../../demo/chat.js';
 import type { pickCurate, pickPack, pickTrain } from '../../demo/summary.js';
 import type { TokenStats } from '../../demo/tokenStats.js';
 import type { InspectReport } from '../../shards/inspect.js';
@@ -18,6 +20,7 @@ interface HumanView {
   pack_sft: ReturnType<typeof pickPack> & { image_tokens_per_image: number };
   train: ReturnType<typeof pickTrain>;
   train_sft: ReturnType<typeof pickTrain>;
+  chat: DemoChatProbe;
 }
 
 export function renderDemoSummary(s: HumanView, m: SynthManifest, r: InspectReport, t: TokenStats): string {
@@ -45,9 +48,13 @@ export function renderDemoSummary(s: HumanView, m: SynthManifest, r: InspectRepo
       ['  vs captions', `unigram entropy ${fmtLoss(s.loader.label_unigram_entropy)} nats: the loss of a model that ignores image and context`],
       ['  loss curve', String(s.train.loss_curve)],
       ['SFT (from the export)', trainLine(s.train_sft)],
+      ['chat (SFT model)', `${s.chat.question} (image ${s.chat.id})`],
+      ['  answer', `${JSON.stringify(s.chat.answer)}${s.chat.finish_reason === 'length' ? ` (cut at ${s.chat.new_tokens} tokens)` : ''}`],
+      ['  truth', `${JSON.stringify(s.chat.truth)}${s.chat.exact ? ' (exact match)' : ''}`],
       ['not built yet', s.not_built_yet.join(', ')],
     ]),
     '',
+    `Ask it more: ${formatCommand(s.chat.loom_chat.slice(0, -1))}  (no question: an interactive session)`,
     `Next: loom train --name more --packed ${join(s.out, 'packed')} --set train.max_steps=200  |  loom config init --preset open-qwen2vl-2b  |  docs/training.md`,
   ].join('\n');
 }

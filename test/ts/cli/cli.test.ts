@@ -8,7 +8,7 @@ import { buildProgram } from '../../../src/cli/main.js';
 const cli = join(repoRoot(), 'bin', 'loom.js');
 const loom = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
 
-const STAGES = ['synth', 'inspect', 'curate', 'select', 'reshard', 'pack', 'train', 'eval'];
+const STAGES = ['synth', 'inspect', 'curate', 'select', 'reshard', 'pack', 'train', 'chat', 'generate', 'export', 'import', 'eval'];
 
 test('`loom --help` lists every pipeline stage, and each stage has its own --help', () => {
   const top = loom('--help');

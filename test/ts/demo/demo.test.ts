@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../../src/util/paths.js';
 
-test('`loom demo` runs synth -> inspect -> curate -> config -> tokenize -> Python -> pack -> train -> SFT, and its summary adds up', () => {
+test('`loom demo` runs synth -> inspect -> curate -> config -> tokenize -> Python -> pack -> train -> SFT -> chat, and its summary adds up', () => {
   const out = mkdtempSync(join(tmpdir(), 'loom-demo-'));
   try {
     const run = spawnSync(process.execPath, [join(repoRoot(), 'bin', 'loom.js'), 'demo', '--out', out, '--samples', '200', '--sft', '10', '--bench', '8', '--trusted', '60', '--filter-steps', '2', '--pretrain-steps', '2', '--sft-steps', '1', '--json'], {
@@ -51,6 +51,16 @@ test('`loom demo` runs synth -> inspect -> curate -> config -> tokenize -> Pytho
     const sftConfig = JSON.parse(readFileSync(join(summary.train_sft.run_dir, 'config.json'), 'utf8'));
     assert.equal(sftConfig.model.init_from, summary.train.export);
     assert.ok(summary.loader.label_unigram_entropy > 1, 'captions carry information');
+    // The last step asks the SFT model the first SFT question about its image, through the chat session.
+    const first = JSON.parse(readFileSync(join(out, 'data', 'sft', 'llava.json'), 'utf8'))[0];
+    assert.equal(summary.chat.id, first.id);
+    assert.equal(summary.chat.image, join(out, 'data', 'sft', first.image));
+    assert.equal(`<image>\n${summary.chat.question}`, first.conversations[0].value);
+    assert.equal(summary.chat.truth, first.conversations[1].value);
+    assert.equal(typeof summary.chat.answer, 'string');
+    assert.ok(summary.chat.new_tokens >= 1 && summary.chat.new_tokens <= 24, String(summary.chat.new_tokens));
+    assert.equal(summary.chat.exact, summary.chat.answer === summary.chat.truth);
+    assert.deepEqual(summary.chat.loom_chat.slice(0, 4), ['loom', 'chat', '--model', summary.train_sft.export]);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
