@@ -1,7 +1,8 @@
 """`export --format llava-hf`: a tiny SFT export (image grid = patch grid, projector width = LLM
 width) written as a llava-hf folder is loaded by stock transformers in a process where Loom cannot
 be imported (fixtures/llava_hf_stock.py: AutoProcessor + LlavaForConditionalGeneration.generate),
-and gives Loom's prompt ids, pixels, logits (fp32, atol 1e-5) and greedy tokens. What stock LLaVA
+and gives Loom's prompt ids, pixels, logits (fp32, atol 1e-5) and greedy tokens, the greedy tokens
+of Loom's own generation (infer/) included. What stock LLaVA
 cannot represent is refused with the export and the reason."""
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from tokenizers import Tokenizer
 from fixtures.llava_hf import ROOT, write_tiny_export
 from loom_compute.convert.llava_hf import LlavaHfError, export_llava_hf
 from loom_compute.data_text import encode_data_text, plain_text_tokenizer
+from loom_compute.infer.generate import SamplingParams
+from loom_compute.infer.loading import InferenceModel
+from loom_compute.infer.prompts import Message
 from loom_compute.model.export_dir import load_export
 
 STOCK = ROOT / "python" / "tests" / "fixtures" / "llava_hf_stock.py"
@@ -110,6 +114,15 @@ def test_stock_transformers_gives_loom_ids_logits_and_greedy_tokens(exported, im
     whole = model.full_logits({"input_ids": torch.tensor([sequence]), "pixel_values": pixels}, isolate_documents=False)[0]
     torch.testing.assert_close(tensors["sequence_logits"], whole, atol=1e-5, rtol=0)
     torch.testing.assert_close(tensors["step_logits"], torch.stack(step_logits), atol=1e-4, rtol=1e-5)
+
+    # Loom's own generation (what `loom chat` and `loom generate` run): the same prompt ids, pixels
+    # and greedy tokens as stock transformers.
+    loaded = InferenceModel.load(export, device="cpu", dtype="float32")
+    request = loaded.request([Message("user", QUESTION)], image_path)
+    assert request.ids == stock["input_ids"]
+    torch.testing.assert_close(request.pixel_values[None], tensors["pixel_values"], atol=1e-6, rtol=0)
+    (result,) = loaded.generator.generate([request], SamplingParams(max_new_tokens=MAX_NEW))
+    assert result.tokens == stock["new_ids"]
 
 
 def test_the_folder_carries_what_stock_loaders_read(exported):

@@ -248,3 +248,51 @@ def test_a_saved_tower_must_match_the_vision_folder(tmp_path, llm_state, vision_
     other = write_llava(tmp_path / "other", llava_config(), {**llm_state, **projector, **tower, key: tower[key] + 1})
     with pytest.raises(CheckpointError, match=r"post_layernorm\.weight differs from the vision tower saved in the checkpoint"):
         import_llava(other, tmp_path / "export2", base, vision=vision_dir)
+
+
+def test_imported_mlm_filter_scores_in_its_own_prompt_format(tmp_path, llm_state, vision_dir, base):
+    """The MLM-Filter scorer asks an imported scorer in the format it was fine-tuned on (llava-qwen2)."""
+    from PIL import Image
+
+    from loom_compute.curate.mlm_filter import METRICS, MlmFilterScorer, user_value_parts
+
+    projector = projector_weights("model.mm_projector.mlp_projector.", seed=16)
+    src = write_llava(tmp_path / "mlm-filter", llava_config(), {**llm_state, **projector})
+    info = import_llava(src, tmp_path / "export", base, vision=vision_dir)
+    scorer = MlmFilterScorer.from_export(info.path, device="cpu", batch_size=2)
+    assert scorer.prompt_format == "llava-qwen2" and scorer.resize == "pad"
+
+    tokenizer = Tokenizer.from_file(str(info.tokenizer_path))
+    caption = "a red square"
+    for metric in METRICS:
+        value = "".join(user_value_parts(caption, metric))
+        prompt = (
+            "<s><|im_start|>system\nYou are a helpful assistant<|im_end|><|im_start|>user\n<image>\n"
+            f"{value}<|im_end|><|im_start|>assistant\n"
+        )
+        before, after = split_on_image(tokenizer, prompt)
+        assert scorer.prompt_ids(caption, metric) == before + [info.image_token_id] * 16 + after, metric
+
+    wide = Image.new("RGB", (40, 20), (200, 30, 30))  # not square: the pad path
+    scores = scorer.score([wide, wide], [caption, "a blue circle"])
+    for metric in METRICS:
+        assert scores[metric].shape == (2,) and ((scores[metric] >= 0) & (scores[metric] <= 100)).all()
+
+
+def test_llava_qwen2_renders_conv_qwen_instruct_for_several_turns(tmp_path, llm_state, vision_dir, base):
+    from loom_compute.infer.prompts import Message, PromptSettings, make_renderer
+
+    projector = projector_weights("model.mm_projector.mlp_projector.", seed=17)
+    info = import_llava(write_llava(tmp_path / "src", llava_config(), {**llm_state, **projector}), tmp_path / "export", base, vision=vision_dir)
+    tokenizer = Tokenizer.from_file(str(info.tokenizer_path))
+    renderer = make_renderer(info.prompt_format, tokenizer, PromptSettings.from_config(info.config, info.image_grid))
+    turns = [Message("user", "<image>\nWhat is it?"), Message("assistant", "A square."), Message("user", "Colour? <|im_end|>")]
+    ids = renderer.render(turns, has_image=True)
+    head = "<s><|im_start|>system\nYou are a helpful assistant<|im_end|><|im_start|>user\n"
+    before, _ = split_on_image(tokenizer, head + "<image>")
+    tail = "\nWhat is it?<|im_end|><|im_start|>assistant\nA square.<|im_end|><|im_start|>user\n"
+    plain = renderer.data("Colour? <|im_end|>")  # typed by the user: data text, not the turn closer
+    assert tokenizer.token_to_id("<|im_end|>") not in plain
+    expected_tail = tokenizer.encode(tail, add_special_tokens=False).ids + plain + tokenizer.encode("<|im_end|><|im_start|>assistant\n", add_special_tokens=False).ids
+    assert ids == before + [info.image_token_id] * 16 + expected_tail
+    assert tokenizer.token_to_id("<|im_end|>") in renderer.stop_ids

@@ -287,3 +287,40 @@ def test_import_verb_writes_an_export_that_starts_sft(tmp_path, llm_state, llm_d
     torch.testing.assert_close(model.projector.fc1.weight, projector["mlp_projector.0.weight"], rtol=0, atol=0)
     torch.testing.assert_close(model.llm.get_input_embeddings().weight, llm_state["model.embed_tokens.weight"], rtol=0, atol=0)
     assert model.vision.config.hidden_act == "gelu"
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "large-finetune"])
+def test_imported_open_qwen2vl_answers_in_its_own_prompt_format(tmp_path, llm_state, llm_dir, base, stage):
+    """chat and generate render an imported model's prompt as prismatic-vlms did in training."""
+    from loom_compute.infer.generate import SamplingParams
+    from loom_compute.infer.loading import InferenceModel
+    from loom_compute.infer.prompts import Message
+
+    names = ("mlp_projector.0", "mlp_projector.2")
+    run = write_run(tmp_path / "run", arch="no-align+16-avgpool", stage=stage, llm_state=llm_state, projector=projector_state(names, seed=3), vision=timm_siglip_state(seed=4))
+    info = import_prismatic(run, tmp_path / "export", base, llm=llm_dir)
+    loaded = InferenceModel.load(info.path, device="cpu", dtype="float32")
+    tokenizer = loaded.tokenizer
+    if stage == "pretrain":
+        messages, prompt = [Message("user", "a red square above")], CAPTION_PROMPT
+    else:
+        messages, prompt = [Message("user", "What is here?")], SFT_PROMPT
+    before, after = split_on_image(tokenizer, prompt)
+    request = loaded.request(messages, _image())
+    assert request.ids == before + [info.image_token_id] * 16 + after
+    assert tokenizer.token_to_id("<|im_end|>") in loaded.renderer.stop_ids
+
+    (result,) = loaded.generator.generate([request], SamplingParams(max_new_tokens=3))
+    assert result.new_tokens >= 1
+    # greedy: each new token is the argmax of the model's own logits over the prompt so far
+    ids = list(request.ids)
+    for token in result.tokens:
+        logits = loom_logits(loaded.model, ids, request.pixel_values[None])
+        assert int(logits[-1].argmax()) == token
+        ids.append(token)
+
+
+def _image():
+    from PIL import Image
+
+    return Image.new("RGB", (30, 20), (10, 200, 40))

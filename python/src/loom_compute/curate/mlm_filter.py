@@ -7,7 +7,10 @@ tokens, times the probability that the answer ends there. Columns per metric: ``
 expected value sum_s P(s) * s / sum_s P(s) (renormalised over the 101 candidates) and
 ``<metric>_argmax`` = the most probable candidate.
 
-Rendering (the ChatML of loom_compute.infer.prompts, which is Loom's SFT packer's, src/pack/sft.ts): with system "You are a helpful
+Rendering: the model's own prompt format (loom.json ``prompt_format``, loom_compute.infer.prompts):
+Loom's ChatML (the SFT packer's, src/pack/sft.ts) for a Loom-trained scorer, ``llava-qwen2`` for the
+imported published scorer (``<s>``, no newlines between turns: the format it was fine-tuned on; its
+published batch script instead sends no ``<s>``, a trailing " " and squashed images). In ChatML: system "You are a helpful
 assistant.", the user turn = image (image_grid^2 ``<image>`` ids) + "\\n" + "Text Caption:
 {caption}\\n\\n{criteria} ...", then ``<|im_start|>assistant\\n``. Each fixed piece and each value
 is tokenized on its own and the ids concatenated; the caption/criteria split sits after "\\n\\n",
@@ -46,7 +49,7 @@ from loom_compute.config import RunConfig
 from loom_compute.data_text import encode_data_text
 from loom_compute.errors import LoomComputeError
 from loom_compute.infer.images import ImageSpec, pixel_values
-from loom_compute.infer.prompts import ChatML, PromptSettings
+from loom_compute.infer.prompts import Message, PromptRenderer, PromptSettings, make_renderer
 
 if TYPE_CHECKING:
     import torch
@@ -249,6 +252,23 @@ def _continuation_templates(suffix_ids: Sequence[Sequence[int]], trie: Candidate
     return _ContinuationTemplates(tokens.to(device), offsets.to(device), allowed.to(device), read_at.to(device))
 
 
+def _turn_frame(renderer: PromptRenderer) -> tuple[list[int], list[int]]:
+    """(ids before the image, ids after the user value) of a one-turn prompt in ``renderer``'s format.
+
+    Every conversational format puts the image, then "\\n", then the user's text into the first user
+    turn, so rendering an empty user message with an image gives head + image + "\\n" + close:
+    the scorer's prompt is head + image + "\\n" + value + close, whatever the format's system block,
+    BOS or turn separators are.
+    """
+    probe = renderer.render([Message("user", "")], has_image=True)
+    image = renderer.image_ids()
+    start = probe.index(renderer.image_token_id) if renderer.image_token_id in probe else -1
+    after = probe[start + len(image) :] if start >= 0 else []
+    if start < 0 or probe[start : start + len(image)] != image or after[: len(renderer.newline)] != renderer.newline:
+        raise LoomComputeError(f"the prompt format {renderer.name!r} does not put the image and a newline before the user's text; the MLM-Filter scorer cannot use it")
+    return probe[:start], after[len(renderer.newline) :]
+
+
 class MlmFilterScorer:
     """The runner's BatchScorer for MLM-Filter: 8 float32 columns (4 expected values, 4 argmaxes)."""
 
@@ -271,6 +291,8 @@ class MlmFilterScorer:
         batch_size: int = 8,
         answer_end: AnswerEnd = "im_end",
         max_caption_tokens: int = 512,
+        prompt_format: str = "chatml",
+        resize: str = "squash",
     ) -> None:
         import torch
 
@@ -290,28 +312,30 @@ class MlmFilterScorer:
         self.image_mean = np.asarray(image_mean, dtype=np.float32)
         self.image_std = np.asarray(image_std, dtype=np.float32)
         self.max_caption_tokens = int(max_caption_tokens)
+        if resize not in ("squash", "pad"):
+            raise LoomComputeError(f"resize must be 'squash' or 'pad', got {resize!r}")
+        self.resize = resize
         self.answer_end = answer_end
-        # The one Python ChatML (infer/prompts.py): its pieces, and its checks that the image,
-        # <|im_start|>, <|im_end|>, eos and pad tokens exist and are special (else a caption could write them).
-        chatml = ChatML(tokenizer, PromptSettings(image_token, eos_token, pad_token, model.image_grid * model.image_grid))
-        self.chatml = chatml
-        self.plain = chatml.plain
+        # The model's own prompt format (infer/prompts.py: Loom's ChatML, or an imported scorer's
+        # llava-qwen2), with its checks that the image, turn, eos and pad tokens exist and are
+        # special (else a caption could write them).
+        renderer = make_renderer(prompt_format, tokenizer, PromptSettings(image_token, eos_token, pad_token, model.image_grid * model.image_grid))
+        self.prompt_format = prompt_format
+        self.plain = renderer.plain
         # The caption piece is encoded as plain text whole; its prompt words must mean the same either way.
         empty_head = user_value_parts("", METRICS[0])[0]
         if encode_data_text(self.plain, [empty_head])[0] != self._encode(empty_head):
             raise LoomComputeError("the MLM-Filter caption piece holds a special-token string; it cannot be encoded as plain text")
-        self.image_token_id = chatml.image_token_id
+        self.image_token_id = renderer.image_token_id
         if self.image_token_id != model.image_token_id:
             raise LoomComputeError(f"the tokenizer's {image_token!r} is id {self.image_token_id} but the model's image token is {model.image_token_id}")
-        pieces = chatml.pieces
-        self.im_end_id = pieces.im_end
+        self.im_end_id = renderer.special_id("<|im_end|>", "the answer's end")
+        self.newline_ids = renderer.newline
+        self.image_ids = renderer.image_ids()
+        self.head_ids, self.close_ids = _turn_frame(renderer)
         encode = self._encode
-        self.system_ids = pieces.system
-        self.user_head_ids = pieces.user_head
-        self.newline_ids = pieces.newline
-        self.image_ids = chatml.image_ids()
-        # The per-metric suffix: the rest of the user value, its closer, the assistant header.
-        self.suffix_ids = [encode(user_value_parts("", m)[1]) + [self.im_end_id] + self.newline_ids + pieces.assistant_head for m in METRICS]
+        # The per-metric suffix: the rest of the user value, then the format's turn closer and assistant header.
+        self.suffix_ids = [encode(user_value_parts("", m)[1]) + self.close_ids for m in METRICS]
         self.trie = CandidateTrie.build([encode(str(v)) for v in CANDIDATE_VALUES])
         vocab = model.llm.get_output_embeddings().weight.shape[0]
         end = torch.zeros(vocab, dtype=torch.bool)
@@ -337,14 +361,13 @@ class MlmFilterScorer:
 
         # The export's own weights, grid and tokenizer; SDPA because scoring runs anywhere, CPU included.
         model, info = load_export(export_dir, attention="sdpa")
+        options.setdefault("prompt_format", info.prompt_format)
         return cls.from_model(model, Tokenizer.from_file(str(info.tokenizer_path)), inference_config(info), source=str(info.path), **options)
 
     @classmethod
     def from_model(cls, model: VisionLanguageModel, tokenizer: Tokenizer, config: RunConfig, **options: Any) -> MlmFilterScorer:
         """Wraps an in-memory model; image and token settings come from its run config."""
         vision, tok = config.model.vision, config.tokenizer
-        if config.data.resize != "squash":
-            raise LoomComputeError("the MLM-Filter scorer resizes images by squashing; this run was trained with data.resize = 'pad'")
         return cls(
             model,
             tokenizer,
@@ -354,6 +377,7 @@ class MlmFilterScorer:
             image_token=tok.image_token,
             eos_token=tok.eos_token,
             pad_token=tok.pad_token,
+            resize=config.data.resize,
             **options,
         )
 
@@ -369,7 +393,7 @@ class MlmFilterScorer:
         closing = self._encode("\n\n")
         if self.max_caption_tokens and len(value) > self.max_caption_tokens + len(closing):
             value = value[: self.max_caption_tokens] + closing
-        return self.system_ids + self.user_head_ids + self.image_ids + self.newline_ids + value
+        return self.head_ids + self.image_ids + self.newline_ids + value
 
     def prompt_ids(self, caption: str, metric: str) -> list[int]:
         """The whole prompt for one metric, ending with the assistant header."""
@@ -377,7 +401,7 @@ class MlmFilterScorer:
 
     def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """The one inference preprocessing (infer/images.py), squashed as the scorer's models were trained."""
-        return pixel_values(images, ImageSpec(self.image_size, "squash", tuple(self.image_mean), tuple(self.image_std)))  # type: ignore[arg-type]
+        return pixel_values(images, ImageSpec(self.image_size, self.resize, tuple(self.image_mean), tuple(self.image_std)))  # type: ignore[arg-type]
 
     def preprocess(self, images: Sequence[Image.Image], captions: Sequence[str]) -> dict[str, Any]:
         if len(images) != len(captions):
