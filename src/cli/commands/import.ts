@@ -32,8 +32,9 @@ const HELP = [
     'tower named in its config.',
   'llava-hf: a transformers LlavaForConditionalGeneration folder, the reverse of `loom export --format llava-hf`.',
   'Checkpoints that do not carry their vision weights need --vision, a local Hugging Face SigLIP folder (e.g. ' +
-    'google/siglip-so400m-patch14-384 downloaded elsewhere; nothing is downloaded here); --llm and --tokenizer do ' +
-    'the same for the language model and its tokenizer.',
+    'google/siglip-so400m-patch14-384 downloaded elsewhere; nothing is downloaded here). A Prismatic run folder ' +
+    'holds neither the language model\'s config nor its tokenizer, so prismatic needs --llm, a local ' +
+    'Qwen2.5-1.5B-Instruct folder; --tokenizer overrides the tokenizer.json taken from --llm or the source.',
   `The export's run config starts from the preset's SFT config (--preset, default ${DEFAULT_IMPORT_PRESET}), written ` +
     'to a temporary file and passed as --config; the importer replaces the model shapes, tokenizer and image ' +
     'settings with the source\'s. --out must be new, empty, or an earlier Loom export: it is replaced as a whole.',
