@@ -4,7 +4,6 @@ Export and import of the ecosystem's format:
 - ``llava_hf``: export to / import from a llava-hf folder (``LlavaForConditionalGeneration``);
 - ``hf_tokenizer``: AutoTokenizer folders and the ChatML chat template;
 - ``hf_config``: transformers configs that 4.4x and 5.x read the same;
-- ``folder``: writing a whole output folder atomically.
 
 Importers of the published checkpoints, one module per source format: ``prismatic``
 (Open-Qwen2VL's prismatic-vlms run folders) and ``llava`` (LLaVA-style folders: the MLM-Filter

@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 from loom_compute.config import RunConfig, parse_run_config
-from loom_compute.convert.folder import write_folder
+from loom_compute.atomic import write_folder
 from loom_compute.convert.hf_config import both_versions
 from loom_compute.convert.hf_tokenizer import (
     IM_END,

@@ -24,6 +24,7 @@ from pathlib import Path
 from PIL import Image
 
 from loom_compute.images_limit import MAX_IMAGE_PIXELS
+from loom_compute.infer.images import to_rgb
 
 IMAGE_FIELDS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
 SAMPLE_FIELDS = frozenset([*IMAGE_FIELDS, "txt", "json"])
@@ -114,15 +115,6 @@ def extension_problem(ext: str) -> str | None:
     if _NOT_UTF8.search(ext):
         return f"{json.dumps(ext)}: the extension is not valid UTF-8"
     return None
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """transformers.image_transforms.convert_to_rgb for PIL images: alpha goes on white."""
-    if image.mode == "RGB":
-        return image
-    rgba = image.convert("RGBA")
-    background = Image.new("RGBA", rgba.size, (255, 255, 255))
-    return Image.alpha_composite(background, rgba).convert("RGB")
 
 
 def decode_image(data: bytes, ext: str) -> tuple[Image.Image | None, str, str]:

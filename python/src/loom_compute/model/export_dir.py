@@ -32,7 +32,6 @@ half-written export and the previous one survives until the new one is complete.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from loom_compute.atomic import write_folder
 from loom_compute.config import RunConfig, parse_run_config
 from loom_compute.errors import LoomComputeError
 
@@ -146,33 +146,11 @@ def write_export(
     if tokenizer_json is not None:
         data = tokenizer_json if isinstance(tokenizer_json, bytes) else Path(tokenizer_json).read_bytes()
         llm_files = _llm_tokenizer_files(data, config, prompt_format or DEFAULT_PROMPT_FORMAT.get(stage, "chatml"), llm_config)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "vision").mkdir(parents=True)
-    (tmp / "llm").mkdir()
-    vision_config.save_pretrained(tmp / "vision")
-    # Under SiglipVisionModel's vision_model. prefix: 4.4x loads only that; 5.x (flat) strips it.
-    vision_weights = {k if k.startswith("vision_model.") else f"vision_model.{k}": v for k, v in _contiguous(vision_state).items()}
-    save_file(vision_weights, str(tmp / "vision" / "model.safetensors"), metadata={"format": "pt"})
-    llm_config.save_pretrained(tmp / "llm")
-    _write_both_versions(tmp / "llm" / "config.json")
-    llm_weights = _contiguous(llm_state)
-    if getattr(llm_config, "tie_word_embeddings", False):
-        llm_weights.pop("lm_head.weight", None)
-    save_file(llm_weights, str(tmp / "llm" / "model.safetensors"), metadata={"format": "pt"})
-    save_file(_contiguous(projector_state), str(tmp / "projector.safetensors"), metadata={"format": "pt"})
-    if isinstance(tokenizer_json, bytes):
-        (tmp / "tokenizer.json").write_bytes(tokenizer_json)
-    elif tokenizer_json is not None:
-        shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
-    for name, data in llm_files.items():
-        (tmp / "llm" / name).write_bytes(data)
-    for name, data in (extra_files or {}).items():
-        target = tmp / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    projector_hidden_size = int(projector_state["fc1.weight"].shape[0])
+    prompt_format = prompt_format or DEFAULT_PROMPT_FORMAT.get(stage, "chatml")
+    files: dict[str, bytes] = {f"llm/{name}": data for name, data in llm_files.items()}
+    if tokenizer_json is not None:
+        files["tokenizer.json"] = tokenizer_json if isinstance(tokenizer_json, bytes) else Path(tokenizer_json).read_bytes()
+    files.update(extra_files or {})
     info = {
         "format": FORMAT,
         "version": VERSION,
@@ -181,20 +159,29 @@ def write_export(
         "image_grid": int(image_grid),
         "feature_layer": int(feature_layer),
         "image_token_id": int(image_token_id),
-        "projector_hidden_size": projector_hidden_size,
-        "prompt_format": prompt_format or DEFAULT_PROMPT_FORMAT.get(stage, "chatml"),
+        "projector_hidden_size": int(projector_state["fc1.weight"].shape[0]),
+        "prompt_format": prompt_format,
         "source": dict(source) if source is not None else None,
         "config": config.to_dict(),
     }
-    (tmp / "loom.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
-    old = out_dir.with_name(out_dir.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-    return out_dir
+    files["loom.json"] = json.dumps(info, indent=1).encode("utf-8")
+
+    def write_weights(tmp: Path) -> None:
+        (tmp / "vision").mkdir(exist_ok=True)
+        (tmp / "llm").mkdir(exist_ok=True)
+        vision_config.save_pretrained(tmp / "vision")
+        # Under SiglipVisionModel's vision_model. prefix: 4.4x loads only that; 5.x (flat) strips it.
+        vision_weights = {k if k.startswith("vision_model.") else f"vision_model.{k}": v for k, v in _contiguous(vision_state).items()}
+        save_file(vision_weights, str(tmp / "vision" / "model.safetensors"), metadata={"format": "pt"})
+        llm_config.save_pretrained(tmp / "llm")
+        _write_both_versions(tmp / "llm" / "config.json")
+        llm_weights = _contiguous(llm_state)
+        if getattr(llm_config, "tie_word_embeddings", False):
+            llm_weights.pop("lm_head.weight", None)
+        save_file(llm_weights, str(tmp / "llm" / "model.safetensors"), metadata={"format": "pt"})
+        save_file(_contiguous(projector_state), str(tmp / "projector.safetensors"), metadata={"format": "pt"})
+
+    return write_folder(out_dir, files, write_weights)
 
 
 def inference_config(info: ExportInfo, attention: str = "sdpa") -> RunConfig:

@@ -28,7 +28,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     # Imported here: the verb table must load without torch, so `doctor` can report a broken one.
-    from loom_compute.convert.folder import write_folder
+    from loom_compute.atomic import write_folder
     from loom_compute.convert.hf_tokenizer import export_tokenizer_files
     from loom_compute.convert.llava_hf import export_llava_hf
     from loom_compute.model.export_dir import read_export
