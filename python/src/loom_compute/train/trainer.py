@@ -34,7 +34,7 @@ from loom_compute.checkpoints import checkpoint_dir, latest_checkpoint
 from loom_compute.config import RunConfig, load_run_config
 from loom_compute.errors import ConfigError, LoomComputeError, UsageError
 from loom_compute.labels import IGNORE_INDEX
-from loom_compute.train.distributed import DistContext, all_reduce_sum, init_distributed, shutdown_distributed
+from loom_compute.train.distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown_distributed
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,11 @@ def run_training(config_path: str | Path, resume: bool = False, stop_after_steps
     ctx = init_distributed(config)
     try:
         trainer = Trainer(config, run_dir, ctx, resume=resume, compile_backend=compile_backend)
-        return trainer.train(stop_after_steps)
+        summary = trainer.train(stop_after_steps)
+        # Ranks leave together (on success only: after an error a peer may never arrive), so none
+        # exits while another is still writing and gloo's threads see its sockets close.
+        barrier()
+        return summary
     finally:
         shutdown_distributed()
 
