@@ -47,7 +47,7 @@ export function registerCurate(program: Command): void {
           'Loom\'s export format (runs/NAME/export) instruction-tuned on the MLM-Filter prompts. Its scores are named ' +
           '--mlm-name (default mlmf), columns image_text_matching, object_detail_fulfillment, caption_text_quality, ' +
           'semantic_understanding (expected values) and the same with _argmax.',
-        '   --unifilter EXPORT (optional, alone or with the others): score with the published UniFilter classifier ' +
+        '2b. --unifilter EXPORT (optional, alone or with the others): score with the published UniFilter classifier ' +
           '(weizhiwang/UniFilter-Qwen2.5-1.5B) imported by `loom import --format llava`, as its own scoring script ' +
           'does. Its scores are named --unifilter-name (default unifilter), columns quality_score (the softmax ' +
           'probability of the high-quality class, 0-1), quality_class (the argmax) and logit_0, logit_1.',
