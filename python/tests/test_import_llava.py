@@ -11,18 +11,18 @@ for the classifier the score head on the last token's hidden state.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-from tokenizers import AddedToken, Tokenizer
+from safetensors.torch import load_file
+from tokenizers import Tokenizer
 from transformers import Qwen2ForCausalLM, SiglipVisionModel
 
+from fixtures.llava_sources import llava_config, projector_weights, write_llava
 from fixtures.import_sources import (
-    GRID, WIDTH, base_config_dict, llm_config, loom_logits, pixels, pool_then_mlp, qwen_like_tokenizer_text,
+    GRID, base_config_dict, llm_config, loom_logits, pixels, pool_then_mlp,
     random_llm_state, spliced_logits, split_on_image, write_hf_vision_dir,
 )
 from loom_compute.config import parse_run_config
@@ -32,54 +32,6 @@ from loom_compute.model.export_dir import load_export
 
 # conv_qwen_instruct (LLaVA-Unified llava/conversation.py), MPT style, with the <s> train.py prepends
 PROMPT = "<s><|im_start|>system\nYou are a helpful assistant<|im_end|><|im_start|>user\n<image>\nText Caption: a red square<|im_end|><|im_start|>assistant\n"
-
-
-def llava_config(**extra) -> dict:
-    """config.json as LlavaQwenForCausalLM.save_pretrained writes it (a Qwen2 config + mm_* keys)."""
-    fields = llm_config().to_dict()
-    fields.update(
-        architectures=["LlavaQwenForCausalLM"], model_type="llava_qwen",
-        mm_vision_tower="google/siglip-so400m-patch14-384", mm_projector_type="aapool_mlp", mm_num_image_tokens=16,
-        mm_hidden_size=WIDTH, mm_vision_select_layer=-1, mm_vision_select_feature="patch", mm_patch_merge_type="flat",
-        mm_use_im_start_end=False, mm_use_im_patch_token=False, image_aspect_ratio="pad", tokenizer_padding_side="right",
-        tokenizer_model_max_length=4096, use_mm_proj=True, tune_mm_mlp_adapter=False,
-    )
-    fields.update(extra)
-    return fields
-
-
-def projector_weights(prefix: str, seed: int) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    llm = llm_config().hidden_size
-    return {
-        f"{prefix}0.weight": torch.randn(llm, WIDTH, generator=g) * 0.2, f"{prefix}0.bias": torch.randn(llm, generator=g) * 0.1,
-        f"{prefix}2.weight": torch.randn(llm, llm, generator=g) * 0.1, f"{prefix}2.bias": torch.randn(llm, generator=g) * 0.1,
-    }
-
-
-def trained_tokenizer_text() -> str:
-    """The tokenizer LLaVA-Unified saves for qwen_instruct: Qwen's plus <s> as a special token."""
-    tok = Tokenizer.from_str(qwen_like_tokenizer_text())
-    tok.add_special_tokens([AddedToken("<s>", special=True, normalized=False)])
-    return tok.to_str()
-
-
-def write_llava(folder: Path, config: dict, weights: dict[str, torch.Tensor], layout: str = "safetensors") -> Path:
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    (folder / "tokenizer.json").write_text(trained_tokenizer_text())
-    (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}))
-    weights = {k: v.contiguous() for k, v in weights.items()}
-    if layout == "safetensors":
-        save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    else:  # two .bin shards and their index, as a sharded save_pretrained(safe_serialization=False) writes
-        names = sorted(weights)
-        shards = {"pytorch_model-00001-of-00002.bin": names[::2], "pytorch_model-00002-of-00002.bin": names[1::2]}
-        for shard, keys in shards.items():
-            torch.save({k: weights[k] for k in keys}, folder / shard)
-        weight_map = {k: shard for shard, keys in shards.items() for k in keys}
-        (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,10 @@ export interface CurateOptions {
   mlmName?: string;
   mlmBatchSize?: number;
   answerEnd?: 'im_end' | 'non_digit';
+  /** An imported UniFilter classifier (`loom import --format llava`) to score quality with. */
+  unifilter?: string;
+  unifilterName?: string;
+  unifilterBatchSize?: number;
   nprocPerNode?: number;
   truth?: boolean;
   reshard?: boolean;
@@ -46,7 +50,7 @@ export interface CurateOptions {
 
 export interface ScorerRun {
   name: string;
-  kind: 'clip' | 'mlm-filter';
+  kind: 'clip' | 'mlm-filter' | 'unifilter';
   model: string;
 }
 
@@ -70,18 +74,26 @@ function checkOptions(o: CurateOptions): { clip: boolean; names: string[] } {
     throw new LoomError('give at most one of --model (a checkpoint to score with) and --train-filter (trusted shards to train one on)', EXIT_USAGE);
   }
   const clip = o.model !== undefined || o.trainFilter !== undefined;
-  if (!clip && o.mlmFilter === undefined) {
-    throw new LoomError('nothing to score with: give --model or --train-filter (CLIP-style), and/or --mlm-filter', EXIT_USAGE);
+  if (!clip && o.mlmFilter === undefined && o.unifilter === undefined) {
+    throw new LoomError('nothing to score with: give --model or --train-filter (CLIP-style), and/or --mlm-filter, and/or --unifilter', EXIT_USAGE);
   }
-  const scorerName = o.scorerName ?? 'dfn';
-  const mlmName = o.mlmName ?? 'mlmf';
-  for (const [flag, name] of [['--scorer-name', scorerName], ['--mlm-name', mlmName]] as const) {
+  // The scorers this run has, in plan order, each with the flag that names it.
+  const scorers: Array<[string, string]> = [
+    ...(clip ? [['--scorer-name', o.scorerName ?? 'dfn'] as [string, string]] : []),
+    ...(o.mlmFilter !== undefined ? [['--mlm-name', o.mlmName ?? 'mlmf'] as [string, string]] : []),
+    ...(o.unifilter !== undefined ? [['--unifilter-name', o.unifilterName ?? 'unifilter'] as [string, string]] : []),
+  ];
+  for (const [flag, name] of scorers) {
     if (!SCORER_NAME_RE.test(name)) throw new LoomError(`${flag} '${name}': a scorer name matches ${String(SCORER_NAME_RE)}`, EXIT_USAGE);
   }
-  if (clip && o.mlmFilter !== undefined && scorerName === mlmName) {
-    throw new LoomError(`--scorer-name and --mlm-name are both '${mlmName}'; the two scorers need different names`, EXIT_USAGE);
+  for (let i = 0; i < scorers.length; i++) {
+    for (let j = i + 1; j < scorers.length; j++) {
+      const [a, name] = scorers[i]!;
+      const [b, other] = scorers[j]!;
+      if (name === other) throw new LoomError(`${a} and ${b} are both '${name}'; the scorers need different names`, EXIT_USAGE);
+    }
   }
-  return { clip, names: [...(clip ? [scorerName] : []), ...(o.mlmFilter !== undefined ? [mlmName] : [])] };
+  return { clip, names: scorers.map(([, name]) => name) };
 }
 
 export async function runCurate(o: CurateOptions): Promise<CurateSummary> {
@@ -125,7 +137,11 @@ export async function runCurate(o: CurateOptions): Promise<CurateSummary> {
     }
     if (o.mlmFilter !== undefined) {
       const args = ['--batch-size', String(o.mlmBatchSize ?? 8), '--answer-end', o.answerEnd ?? 'im_end'];
-      plans.push({ name: names[names.length - 1]!, kind: 'mlm-filter', model: resolve(o.mlmFilter), args });
+      plans.push({ name: names[plans.length]!, kind: 'mlm-filter', model: resolve(o.mlmFilter), args });
+    }
+    if (o.unifilter !== undefined) {
+      const args = ['--batch-size', String(o.unifilterBatchSize ?? 16)];
+      plans.push({ name: names[plans.length]!, kind: 'unifilter', model: resolve(o.unifilter), args });
     }
 
     const scoresDir = join(out, 'scores');

@@ -20,6 +20,9 @@ interface CommandOptions {
   mlmName: string;
   mlmBatchSize: string;
   answerEnd: string;
+  unifilter?: string;
+  unifilterName: string;
+  unifilterBatchSize: string;
   rule: string;
   batchSize: string;
   nprocPerNode: string;
@@ -44,6 +47,10 @@ export function registerCurate(program: Command): void {
           'Loom\'s export format (runs/NAME/export) instruction-tuned on the MLM-Filter prompts. Its scores are named ' +
           '--mlm-name (default mlmf), columns image_text_matching, object_detail_fulfillment, caption_text_quality, ' +
           'semantic_understanding (expected values) and the same with _argmax.',
+        '2b. --unifilter EXPORT (optional, alone or with the others): score with the published UniFilter classifier ' +
+          '(weizhiwang/UniFilter-Qwen2.5-1.5B) imported by `loom import --format llava`, as its own scoring script ' +
+          'does. Its scores are named --unifilter-name (default unifilter), columns quality_score (the softmax ' +
+          'probability of the high-quality class, 0-1), quality_class (the argmax) and logit_0, logit_1.',
         '3. score: `python -m loom_compute score` writes OUT/scores/{shard}.{scorer}.parquet, one sidecar per shard ' +
           'and scorer (finished shards are skipped; --nproc-per-node N runs N processes under torchrun).',
         '4. select: the rule (see `loom select --help`) over any of this run\'s scorers gives OUT/selection.npy ' +
@@ -67,6 +74,9 @@ export function registerCurate(program: Command): void {
     .option('--mlm-name <name>', 'name of the MLM-Filter scorer', 'mlmf')
     .option('--mlm-batch-size <n>', 'samples per MLM-Filter forward pass (each is scored on all four metrics)', '8')
     .option('--answer-end <token>', 'MLM-Filter: what ends a score answer, im_end (score-only answers) or non_digit (score, then text)', 'im_end')
+    .option('--unifilter <export>', 'also (or only) score with this imported UniFilter classifier (loom import --format llava)')
+    .option('--unifilter-name <name>', 'name of the UniFilter scorer', 'unifilter')
+    .option('--unifilter-batch-size <n>', 'samples per UniFilter forward pass', '16')
     .option('--nproc-per-node <n>', 'scoring processes (one per GPU) under torchrun', '1')
     .option('--truth', 'report precision and recall of removal per ground-truth kind (synthetic data)')
     .option('--reshard', 'write the selected samples as new shards in OUT/shards')
@@ -78,7 +88,10 @@ export function registerCurate(program: Command): void {
         "  loom curate --shards data/synth/pretrain --train-filter data/trusted/pretrain --rule 'dfn.cosine >= 0.5' --truth --out data/curated\n" +
         '  # the recipe\'s union, on 8 GPUs, with an MLM-Filter model exported by `loom train`:\n' +
         "  loom curate --shards data/raw --model DFN_CHECKPOINT_DIR --mlm-filter runs/mlmf/export --nproc-per-node 8 \\\n" +
-        "      --rule 'top(dfn.cosine, 0.15) | mlmf.semantic_understanding >= 85' --reshard --out data/curated\n",
+        "      --rule 'top(dfn.cosine, 0.15) | mlmf.semantic_understanding >= 85' --reshard --out data/curated\n" +
+        '  # the published UniFilter scorer, imported first (its SigLIP tower from a local copy):\n' +
+        '  loom import --format llava ~/ckpt/UniFilter-Qwen2.5-1.5B --vision ~/hf/siglip-so400m-patch14-384 --out runs/unifilter/export\n' +
+        "  loom curate --shards data/raw --unifilter runs/unifilter/export --rule 'top(unifilter.quality_score, 0.3)' --out data/curated\n",
     )
     .action(async (opts: CommandOptions) => {
       if (opts.answerEnd !== 'im_end' && opts.answerEnd !== 'non_digit') {
@@ -97,6 +110,9 @@ export function registerCurate(program: Command): void {
         mlmName: opts.mlmName,
         mlmBatchSize: integerOption(opts.mlmBatchSize, '--mlm-batch-size', 1),
         answerEnd: opts.answerEnd,
+        ...(opts.unifilter !== undefined ? { unifilter: opts.unifilter } : {}),
+        unifilterName: opts.unifilterName,
+        unifilterBatchSize: integerOption(opts.unifilterBatchSize, '--unifilter-batch-size', 1),
         nprocPerNode: integerOption(opts.nprocPerNode, '--nproc-per-node', 1),
         truth: opts.truth === true,
         reshard: opts.reshard === true,

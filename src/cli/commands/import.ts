@@ -47,6 +47,8 @@ const EXAMPLES = [
   '  loom chat --model runs/oq2vl --image cat.jpg "What is in the picture?"',
   '  loom import --format llava ~/ckpt/mlm-filter-qwen2.5-1.5b --vision ~/hf/siglip-so400m-patch14-384 --out runs/mlmf/export',
   '  loom curate --shards data/raw --mlm-filter runs/mlmf/export --rule "mlmf.semantic_understanding >= 85" --out data/curated',
+  '  loom import --format llava ~/ckpt/UniFilter-Qwen2.5-1.5B --vision ~/hf/siglip-so400m-patch14-384 --out runs/unifilter/export',
+  '  loom curate --shards data/raw --unifilter runs/unifilter/export --rule "top(unifilter.quality_score, 0.3)" --out data/curated',
   '',
 ].join('\n');
 

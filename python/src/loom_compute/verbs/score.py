@@ -9,6 +9,9 @@ killed run is finished by running the same command again, with any number of ran
 
 `--kind mlm-filter --model runs/NAME/export` scores the four MLM-Filter metrics with a Loom export
 instead (curate/mlm_filter.py): eight columns, `<metric>` and `<metric>_argmax`.
+`--kind unifilter --model EXPORT` scores with an imported UniFilter classifier (`loom import --format
+llava`; curate/unifilter.py): `quality_score` (softmax's positive class, as UniFilter's scoring
+script), `quality_class` and `logit_<k>`.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", required=True, nargs="+", metavar="DIR_OR_FILE", help="shard files, or directories whose *.tar files are scored")
     parser.add_argument("--out", required=True, metavar="SCORES", help="directory of the score sidecars ({shard_stem}.{scorer}.parquet)")
     parser.add_argument("--scorer-name", required=True, metavar="NAME", help="the sidecars' scorer name, ^[a-z][a-z0-9_-]*$ (e.g. clip, dfn); rules name NAME.cosine")
-    parser.add_argument("--model", required=True, metavar="SOURCE", help="a transformers CLIP/SigLIP checkpoint: local directory or hub id (from the local cache); with --kind mlm-filter a Loom export directory")
-    parser.add_argument("--kind", choices=("clip", "mlm-filter"), default="clip", help="clip: a CLIP/SigLIP checkpoint, one cosine column; mlm-filter: a Loom export (runs/NAME/export) scored on the four MLM-Filter metrics")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="pairs per forward pass (default 64 for clip, 8 for mlm-filter)")
+    parser.add_argument("--model", required=True, metavar="SOURCE", help="a transformers CLIP/SigLIP checkpoint: local directory or hub id (from the local cache); with --kind mlm-filter or unifilter a Loom export directory")
+    parser.add_argument("--kind", choices=("clip", "mlm-filter", "unifilter"), default="clip", help="clip: a CLIP/SigLIP checkpoint, one cosine column; mlm-filter: a Loom export (runs/NAME/export) scored on the four MLM-Filter metrics; unifilter: an imported UniFilter classifier (loom import --format llava), columns quality_score, quality_class, logit_<k>")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="pairs per forward pass (default 64 for clip, 8 for mlm-filter, 16 for unifilter)")
     parser.add_argument("--answer-end", choices=("im_end", "non_digit"), default="im_end", help="mlm-filter: what ends a score answer: <|im_end|> (score-only answers) or any non-digit token (score then an explanation)")
     parser.add_argument("--decode-workers", type=int, default=None, metavar="N", help="image-decoding threads per process (default: its share of the CPUs less one, at most 8; 0 decodes in the prefetch thread)")
     parser.add_argument("--device", default=None, metavar="DEVICE", help="torch device (default: this rank's GPU when there is one, else cpu)")
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from loom_compute.curate.runner import run_scoring
 
     if args.batch_size is None:
-        args.batch_size = 8 if args.kind == "mlm-filter" else 64
+        args.batch_size = {"mlm-filter": 8, "unifilter": 16}.get(args.kind, 64)
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
 
@@ -62,6 +65,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             from loom_compute.curate.mlm_filter import MlmFilterScorer
 
             return MlmFilterScorer.from_export(args.model, device=_device_for_rank(args.device), batch_size=args.batch_size, answer_end=args.answer_end)
+        if args.kind == "unifilter":
+            from loom_compute.curate.unifilter import UniFilterScorer
+
+            return UniFilterScorer.from_export(args.model, device=_device_for_rank(args.device), batch_size=args.batch_size)
         return ClipScorer(args.model, device=_device_for_rank(args.device), batch_size=args.batch_size)
 
     if args.decode_workers is not None and args.decode_workers < 0:
@@ -72,7 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 VERB = Verb(
     name="score",
-    help="score raw shards with a CLIP/SigLIP checkpoint: one cosine sidecar per shard, resumable, any number of ranks",
+    help="score raw shards with a CLIP/SigLIP checkpoint (or an MLM-Filter / UniFilter export): one sidecar per shard, resumable, any number of ranks",
     run=run,
     add_arguments=_add_arguments,
 )
