@@ -231,3 +231,20 @@ def test_a_pretrained_export_continues_a_caption(tmp_path: Path, inputs: Path) -
     assert request.ids == [image_id] * grid * grid + newline + runner.tokenizer.encode("A red", add_special_tokens=False).ids
     (result,) = runner.generator.generate([request], SamplingParams(max_new_tokens=3))
     assert result.new_tokens >= 1 and result.finish_reason in ("stop", "length")
+
+
+def test_a_second_run_on_the_same_output_is_refused_and_a_dead_runs_lock_taken_over(export: Path, inputs: Path) -> None:
+    from loom_compute.locks import _start_time
+
+    out = inputs.parent / "locked.jsonl"
+    lock = inputs.parent / "locked.jsonl.part-0.lock"
+    # A live holder on this host: this test process itself.
+    lock.write_text(json.dumps({"pid": os.getpid(), "start": _start_time(os.getpid()), "host": socket.gethostname()}))
+    run = generate(export, inputs, out)
+    assert run.returncode == 1 and not out.exists()
+    assert "another run" in run.events[-1]["msg"] and str(os.getpid()) in run.events[-1]["msg"]
+    # The same pid with another start time is a reused pid: the holder is dead.
+    lock.write_text(json.dumps({"pid": os.getpid(), "start": "1", "host": socket.gethostname()}))
+    run = generate(export, inputs, out)
+    assert run.returncode == 0, run.stderr
+    assert not lock.exists() and {r["id"] for r in records(out)} >= set(GOOD)

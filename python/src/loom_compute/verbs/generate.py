@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from loom_compute.errors import UsageError
+from loom_compute.locks import output_lock
 from loom_compute.protocol import log, process_rank, progress, world_size
 from loom_compute.verbs.dispatch import Verb
 
@@ -234,58 +235,60 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     group = _init_group(world)
     started = time.perf_counter()
 
-    rows = read_rows(source)
-    done_ids = {r["id"] for r in existing_records(out) if "error" not in r}
-    mine = [row for row in rows if row.index % world == rank]
-    todo = [row for row in mine if row.id not in done_ids]
-    skipped = len(mine) - len(todo)
-    runner = InferenceModel.load(args.model, device=args.device, dtype=args.dtype) if todo else None
-    part = part_path(out, rank)
-    repair_torn_tail(part)
-    answered = bad = new_tokens = 0
-    finished = 0
-    for batch in _batches(todo, args.batch_size):
-        records: list[dict[str, Any]] = []
-        ready = []
-        for row in batch:
-            if row.error is not None:
-                records.append({"id": row.id, "error": row.error})
-                continue
-            try:
-                messages = parse_messages(row.messages, f"row {row.id!r}: messages")
-                ready.append((row, runner.request(messages, row.image)))  # type: ignore[union-attr]
-            except PromptError as exc:
-                records.append({"id": row.id, "error": exc.message})
-            except RowError as exc:
-                records.append({"id": row.id, "error": exc.message})
-        if ready:
-            results = runner.generator.generate([req for _, req in ready], params)  # type: ignore[union-attr]
-            for (row, _), result in zip(ready, results):
-                records.append({"id": row.id, "answer": result.text, "finish_reason": result.finish_reason, "new_tokens": result.new_tokens})
-                new_tokens += result.new_tokens
-        answered += sum(1 for r in records if "answer" in r)
-        bad += sum(1 for r in records if "error" in r)
-        position = {id(record): k for k, record in enumerate(records)}
-        by_row = {row.id: row.index for row in batch}
-        records.sort(key=lambda r: (by_row.get(r["id"], 0), position[id(r)]))
-        append_records(part, records)
-        finished += len(batch)
-        progress(finished, len(todo), rows_done=finished)
+    # One writer per part file; rank 0's lock also covers the merge (and so the whole output).
+    with output_lock(part_path(out, rank).with_name(part_path(out, rank).name + ".lock"), f"--out {out}"):
+        rows = read_rows(source)
+        done_ids = {r["id"] for r in existing_records(out) if "error" not in r}
+        mine = [row for row in rows if row.index % world == rank]
+        todo = [row for row in mine if row.id not in done_ids]
+        skipped = len(mine) - len(todo)
+        runner = InferenceModel.load(args.model, device=args.device, dtype=args.dtype) if todo else None
+        part = part_path(out, rank)
+        repair_torn_tail(part)
+        answered = bad = new_tokens = 0
+        finished = 0
+        for batch in _batches(todo, args.batch_size):
+            records: list[dict[str, Any]] = []
+            ready = []
+            for row in batch:
+                if row.error is not None:
+                    records.append({"id": row.id, "error": row.error})
+                    continue
+                try:
+                    messages = parse_messages(row.messages, f"row {row.id!r}: messages")
+                    ready.append((row, runner.request(messages, row.image)))  # type: ignore[union-attr]
+                except PromptError as exc:
+                    records.append({"id": row.id, "error": exc.message})
+                except RowError as exc:
+                    records.append({"id": row.id, "error": exc.message})
+            if ready:
+                results = runner.generator.generate([req for _, req in ready], params)  # type: ignore[union-attr]
+                for (row, _), result in zip(ready, results):
+                    records.append({"id": row.id, "answer": result.text, "finish_reason": result.finish_reason, "new_tokens": result.new_tokens})
+                    new_tokens += result.new_tokens
+            answered += sum(1 for r in records if "answer" in r)
+            bad += sum(1 for r in records if "error" in r)
+            position = {id(record): k for k, record in enumerate(records)}
+            by_row = {row.id: row.index for row in batch}
+            records.sort(key=lambda r: (by_row.get(r["id"], 0), position[id(r)]))
+            append_records(part, records)
+            finished += len(batch)
+            progress(finished, len(todo), rows_done=finished)
 
-    totals = [answered, bad, new_tokens, skipped]
-    if group is not None:
-        import torch.distributed as dist
+        totals = [answered, bad, new_tokens, skipped]
+        if group is not None:
+            import torch.distributed as dist
 
-        summed = torch.tensor(totals, dtype=torch.long)
-        dist.all_reduce(summed)
-        totals = summed.tolist()
-    if rank == 0:
-        merge_output(out, rows)
-    if group is not None:
-        import torch.distributed as dist
+            summed = torch.tensor(totals, dtype=torch.long)
+            dist.all_reduce(summed)
+            totals = summed.tolist()
+        if rank == 0:
+            merge_output(out, rows)
+        if group is not None:
+            import torch.distributed as dist
 
-        dist.barrier()
-        dist.destroy_process_group()
+            dist.barrier()
+            dist.destroy_process_group()
     seconds = time.perf_counter() - started
     answered, bad, new_tokens, skipped = totals
     if bad:
