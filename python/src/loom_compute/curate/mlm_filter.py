@@ -50,6 +50,7 @@ from loom_compute.data_text import encode_data_text
 from loom_compute.errors import LoomComputeError
 from loom_compute.infer.images import ImageSpec, pixel_values
 from loom_compute.infer.prompts import Message, PromptRenderer, PromptSettings, make_renderer
+from loom_compute.curate.batch_scorer import score_in_batches
 
 if TYPE_CHECKING:
     import torch
@@ -469,8 +470,4 @@ class MlmFilterScorer:
 
     def score(self, images: Sequence[Image.Image], captions: Sequence[str]) -> dict[str, np.ndarray]:
         """Scores pairs in batches of ``batch_size``."""
-        parts = [
-            self.score_inputs(self.preprocess(images[k : k + self.batch_size], captions[k : k + self.batch_size]))
-            for k in range(0, len(images), self.batch_size)
-        ]
-        return {c: np.concatenate([p[c] for p in parts]) if parts else np.zeros(0, np.float32) for c in self.columns}
+        return score_in_batches(self, images, captions)
